@@ -1,0 +1,22 @@
+"""Test-wide set-up: an egress guard so no test can reach a real cloud, and the shared server fixtures."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Any proxy-aware client (requests, urllib, httpx, botocore, google-auth) is sent to a closed port for every
+# non-loopback address, so a test that forgets to point at a local server fails instead of calling out.
+_DEAD_PROXY = "http://127.0.0.1:9"
+for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+    os.environ[_var] = _DEAD_PROXY
+os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_dev_idp_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests opt in to dev-IdP tokens explicitly, as production would have to."""
+    monkeypatch.delenv("IDBT_ALLOW_DEV_IDP", raising=False)
