@@ -12,9 +12,7 @@ from typing import Any
 from airflow_provider_idbt.identity.token import IdentityContext
 
 SCHEMA = "idbt.event/1"
-KINDS = frozenset(
-    {"model_run", "token_issued", "permission_mismatch", "auth_failure", "task_lifecycle"}
-)
+KINDS = frozenset({"model_run", "token_issued", "permission_mismatch", "auth_failure", "task_lifecycle"})
 
 
 @dataclass(frozen=True)
@@ -26,6 +24,18 @@ class RunKeys:
     task_id: str
     try_number: int
     map_index: int = -1
+
+    @classmethod
+    def from_task_instance(cls, ti: Any) -> RunKeys:
+        """Read the keys from anything shaped like an Airflow task instance (duck-typed: no Airflow import)."""
+        map_index = getattr(ti, "map_index", None)
+        return cls(
+            dag_id=str(ti.dag_id),
+            run_id=str(ti.run_id),
+            task_id=str(ti.task_id),
+            try_number=int(ti.try_number),
+            map_index=-1 if map_index is None else int(map_index),
+        )
 
 
 def build_event(

@@ -69,8 +69,6 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["airflow_provider_idbt.links.DbtModelRunsLink"],
-        "plugins": [
-            {"name": "idbt", "plugin-class": "airflow_provider_idbt.plugins.idbt_plugin.IdbtPlugin"}
-        ],
+        "extra-links": ["airflow_provider_idbt.links.DbtDocsLink"],
+        "plugins": [{"name": "idbt", "plugin-class": "airflow_provider_idbt.plugins.idbt_plugin.IdbtPlugin"}],
     }

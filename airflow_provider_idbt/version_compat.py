@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from packaging.version import Version
-
 from airflow import __version__ as _AIRFLOW_VERSION
+from packaging.version import Version
 
 AIRFLOW_VERSION = Version(Version(_AIRFLOW_VERSION).base_version)
 AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= Version("3.2.0")
 
+from airflow.listeners import hookimpl  # noqa: E402
+from airflow.plugins_manager import AirflowPlugin  # noqa: E402
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, TaskGroup  # noqa: E402
 from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
 
@@ -28,14 +29,16 @@ def mask_secret(secret: str, name: str | None = None) -> None:
 Context = dict[str, Any]
 
 __all__ = [
-    "AIRFLOW_V_3_2_PLUS",
     "AIRFLOW_VERSION",
+    "AIRFLOW_V_3_2_PLUS",
     "AirflowException",
     "AirflowFailException",
+    "AirflowPlugin",
     "BaseHook",
     "BaseOperator",
     "BaseOperatorLink",
     "Context",
     "TaskGroup",
+    "hookimpl",
     "mask_secret",
 ]

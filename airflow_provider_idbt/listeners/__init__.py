@@ -1,0 +1,1 @@
+"""Airflow listeners of the provider."""

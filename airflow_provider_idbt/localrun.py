@@ -1,0 +1,178 @@
+"""Run DAGs on this machine the way production does: metadata DB, api-server, executor, supervised tasks.
+
+Used by `idbt demo` and by the end-to-end tests. `airflow dags test --use-executor` sends every task
+through the configured executor to a supervised task process (secret masking, listeners, log files),
+which needs an api-server for the task execution API; plain `airflow dags test` would run tasks
+in-process and skip all of that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_idbt.events import parse_event
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _airflow_bin() -> str:
+    candidate = Path(sys.executable).with_name("airflow")
+    return str(candidate) if candidate.exists() else (shutil.which("airflow") or "airflow")
+
+
+@dataclass
+class LocalAirflow:
+    """An Airflow installation under one AIRFLOW_HOME, with SQLite (default) or another metadata DB."""
+
+    home: Path
+    dags_folder: Path
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    sql_alchemy_conn: str | None = None
+    api_port: int = 0
+    _api: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.api_port:
+            self.api_port = free_port()
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        conn = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        env.update(
+            {
+                "AIRFLOW_HOME": str(self.home),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": conn,
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.api_port}/execution/",
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
+                "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            }
+        )
+        if conn.startswith("sqlite"):
+            # SQLite takes one writer at a time: run one task at a time.
+            env["AIRFLOW__CORE__PARALLELISM"] = "1"
+        env.update(self.extra_env)
+        return env
+
+    def airflow(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [_airflow_bin(), *args],
+            env=self.env(),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise RuntimeError(
+                f"`airflow {' '.join(args)}` exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            )
+        return proc
+
+    def prepare(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.airflow("db", "migrate")
+
+    def start_api_server(self, timeout: float = 120) -> None:
+        log = open(self.home / "api-server.log", "ab")
+        self._api = subprocess.Popen(
+            [_airflow_bin(), "api-server", "--host", "127.0.0.1", "--port", str(self.api_port)],
+            env=self.env(),
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.api_port}/api/v2/monitor/health"
+        while time.monotonic() < deadline:
+            if self._api.poll() is not None:
+                raise RuntimeError(f"airflow api-server exited early; see {self.home / 'api-server.log'}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        raise RuntimeError(f"airflow api-server did not become healthy in {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._api is not None and self._api.poll() is None:
+            os.killpg(self._api.pid, signal.SIGTERM)
+            try:
+                self._api.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._api.pid, signal.SIGKILL)
+                self._api.wait()
+        self._api = None
+
+    def __enter__(self) -> LocalAirflow:
+        self.prepare()
+        self.start_api_server()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def run_dag(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> DagRunOutcome:
+        """Serialize the DAGs, run one DAG through the executor path, and return its outcome."""
+        self.airflow("dags", "reserialize")
+        args = ["dags", "test", "--use-executor", dag_id]
+        if conf:
+            args += ["--conf", json.dumps(dict(conf))]
+        proc = self.airflow(*args, check=False, timeout=1800)
+        runs = json.loads(self.airflow("dags", "list-runs", dag_id, "--output", "json").stdout or "[]")
+        if not runs:
+            raise RuntimeError(f"no run of `{dag_id}` was recorded:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        latest = max(runs, key=lambda run: run.get("start_date") or "")
+        return DagRunOutcome(
+            dag_id=dag_id,
+            run_id=latest["run_id"],
+            state=latest["state"],
+            output=proc.stdout + proc.stderr,
+            logs_root=self.home / "logs",
+        )
+
+
+@dataclass
+class DagRunOutcome:
+    dag_id: str
+    run_id: str
+    state: str
+    output: str
+    logs_root: Path
+
+    def task_logs(self) -> dict[tuple[str, int], Path]:
+        """(task_id, try) -> log file of this run."""
+        base = self.logs_root / f"dag_id={self.dag_id}" / f"run_id={self.run_id}"
+        found: dict[tuple[str, int], Path] = {}
+        for path in base.glob("task_id=*/**/attempt=*.log"):
+            task_id = next(p.name for p in path.parents if p.name.startswith("task_id=")).removeprefix("task_id=")
+            found[(task_id, int(path.stem.removeprefix("attempt=")))] = path
+        return found
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        for path in sorted(self.task_logs().values()):
+            for line in path.read_text(errors="replace").splitlines():
+                event = parse_event(line)
+                if event is not None:
+                    yield event
