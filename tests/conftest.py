@@ -13,7 +13,7 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
     os.environ[_var] = _DEAD_PROXY
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["tests.fixtures.identity_servers", "tests.fixtures.dbt_projects"]
 
 
 @pytest.fixture(autouse=True)
