@@ -13,7 +13,7 @@ AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= Version("3.2.0")
 from airflow.listeners import hookimpl  # noqa: E402
 from airflow.plugins_manager import AirflowPlugin  # noqa: E402
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, TaskGroup  # noqa: E402
-from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException  # noqa: E402
 
 try:  # Airflow 3.1+: masks in the task process and tells the supervisor to mask too.
     from airflow.sdk.log import mask_secret as _mask_secret
@@ -33,6 +33,7 @@ __all__ = [
     "AIRFLOW_V_3_2_PLUS",
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowPlugin",
     "BaseHook",
     "BaseOperator",

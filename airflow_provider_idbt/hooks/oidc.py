@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.get_provider_info import get_provider_info
 from airflow_provider_idbt.identity.cache import TokenCache
 from airflow_provider_idbt.identity.oidc import OidcClientConfig, OidcClientCredentialsExchanger
 from airflow_provider_idbt.identity.token import FederatedToken
-from airflow_provider_idbt.version_compat import BaseHook, mask_secret
+from airflow_provider_idbt.version_compat import AirflowNotFoundException, BaseHook, mask_secret
 
 # One cache per worker process: tasks of the same connection in this process share a token while it lasts.
 TOKEN_CACHE = TokenCache()
@@ -33,7 +34,13 @@ class OidcTokenHook(BaseHook):
 
     def get_config(self) -> OidcClientConfig:
         """Read and validate the connection (env vars and secrets backends work as for any hook)."""
-        conn = self.get_connection(self.identity_conn_id)
+        try:
+            conn = self.get_connection(self.identity_conn_id)
+        except AirflowNotFoundException:
+            raise ConfigurationError(
+                f"connection `{self.identity_conn_id}` is not defined; create it (type `idbt_oidc`) in the "
+                f"Airflow UI, with `airflow connections add`, or as AIRFLOW_CONN_{self.identity_conn_id.upper()}"
+            ) from None
         if conn.password:
             mask_secret(conn.password)
         return OidcClientConfig.from_connection(

@@ -10,4 +10,4 @@ class IdbtPlugin(AirflowPlugin):
     """Registers the identity lineage listener (the extra link is registered in get_provider_info)."""
 
     name = "idbt"
-    listeners = [identity_listener]  # noqa: RUF012 - Airflow reads this class attribute
+    listeners = [identity_listener]
