@@ -1,0 +1,141 @@
+"""dbt profiles built from declared fields per adapter; the token only ever appears as an ``env_var()`` reference."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from airflow_provider_idbt.errors import ConfigurationError
+
+TOKEN_ENV_VAR = "DBT_ENV_SECRET_IDBT_TOKEN"
+# dbt scrubs DBT_ENV_SECRET_* values from its logs and refuses them outside profiles.yml / packages.yml.
+TOKEN_REFERENCE = "{{ env_var('" + TOKEN_ENV_VAR + "') }}"
+
+
+@dataclass(frozen=True)
+class AdapterProfile:
+    """How one dbt adapter's profile target is built from the fields a user gives."""
+
+    adapter: str
+    required: tuple[str, ...]
+    optional: Mapping[str, Any] = field(default_factory=dict)
+    # The target field that carries the federated token; None when the adapter needs no secret.
+    token_field: str | None = None
+    # Other names users reach for, mapped to the field dbt expects.
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        return frozenset(self.required) | frozenset(self.optional) | frozenset(self.aliases)
+
+
+ADAPTERS: dict[str, AdapterProfile] = {
+    row.adapter: row
+    for row in (
+        AdapterProfile(
+            adapter="duckdb",
+            required=("path",),
+            optional={
+                "threads": 1,
+                "schema": None,
+                "database": None,
+                "extensions": None,
+                "settings": None,
+                "attach": None,
+                "plugins": None,
+                "external_root": None,
+            },
+        ),
+        AdapterProfile(
+            adapter="postgres",
+            required=("host", "user", "dbname", "schema"),
+            optional={
+                "port": 5432,
+                "threads": 1,
+                "sslmode": None,
+                "sslrootcert": None,
+                "connect_timeout": None,
+                "keepalives_idle": None,
+                "search_path": None,
+                "role": None,
+                "retries": None,
+            },
+            token_field="password",
+            aliases={"database": "dbname", "username": "user", "login": "user"},
+        ),
+    )
+}
+
+
+def adapter_profile(adapter: str) -> AdapterProfile:
+    try:
+        return ADAPTERS[adapter]
+    except KeyError:
+        raise ConfigurationError(
+            f"adapter {adapter!r} has no profile mapping; supported: {', '.join(sorted(ADAPTERS))}"
+        ) from None
+
+
+def render_target(adapter: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """One profile target (the ``outputs.<target>`` mapping) for ``adapter`` from user-given ``fields``."""
+    row = adapter_profile(adapter)
+    given: dict[str, Any] = {}
+    for name, value in fields.items():
+        if row.token_field and name == row.token_field:
+            raise ConfigurationError(
+                f"{adapter} profile: field `{name}` must not be set; the federated token fills it per task"
+            )
+        if name not in row.accepted:
+            raise ConfigurationError(
+                f"{adapter} profile: unknown field `{name}`; accepted: {', '.join(sorted(row.accepted))}"
+            )
+        target = row.aliases.get(name, name)
+        if target in given and given[target] != value:
+            raise ConfigurationError(f"{adapter} profile: field `{target}` is given twice (as `{name}` too)")
+        given[target] = value
+    missing = [name for name in row.required if given.get(name) in (None, "")]
+    if missing:
+        raise ConfigurationError(f"{adapter} profile: field `{missing[0]}` is required and missing")
+    output: dict[str, Any] = {"type": adapter}
+    for name in (*row.required, *row.optional):
+        value = given.get(name, row.optional.get(name))
+        if value is not None:
+            output[name] = value
+    if row.token_field:
+        output[row.token_field] = TOKEN_REFERENCE
+    return output
+
+
+def render_profile(
+    adapter: str, fields: Mapping[str, Any], profile_name: str, target_name: str = "idbt"
+) -> dict[str, Any]:
+    """A complete profiles.yml document with one profile and one target; no secret value in it."""
+    if not profile_name or not target_name:
+        raise ConfigurationError("a dbt profile needs a non-empty profile name and target name")
+    return {profile_name: {"target": target_name, "outputs": {target_name: render_target(adapter, fields)}}}
+
+
+def write_profiles_dir(profile: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:
+    """Write ``profiles.yml`` (0600) into ``directory`` (created 0700) and return the directory for --profiles-dir.
+
+    An existing directory must already be private: the file is small, but which identity and host a task
+    uses is nobody else's business, and a group-writable directory would let others swap the file.
+    """
+    folder = Path(directory)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(folder.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigurationError(f"profiles directory {folder} is accessible to others (mode {mode:o}); use 0700")
+    text = yaml.safe_dump(dict(profile), sort_keys=False, default_flow_style=False)
+    file = folder / "profiles.yml"
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(text)
+    return folder

@@ -1,0 +1,90 @@
+"""The dbt child process: read secrets from stdin, hide them from other processes, run dbt, exit with its verdict.
+
+Runs as a plain script (``python worker.py run --select ...``) in whichever virtualenv has dbt, so it imports
+only the standard library and dbt, never this provider. Protocol: one JSON line on stdin,
+``{"secret_env": {"DBT_ENV_SECRET_IDBT_TOKEN": "..."}}``; dbt's arguments in argv.
+Exit codes: 0 success, 1 a node failed, 2 dbt could not run (bad arguments, profile, project, interrupted).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, Python puts this file's directory first on sys.path, where the provider's own modules
+# (manifest, results, ...) would shadow same-named top-level modules of dbt's dependencies.
+if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
+    del sys.path[0]
+
+import ctypes
+import json
+import signal
+from collections.abc import Mapping
+from types import FrameType
+
+EXIT_SUCCESS, EXIT_FAILURE, EXIT_ERROR = 0, 1, 2
+SECRET_PREFIX = "DBT_ENV_SECRET_"
+_PR_SET_DUMPABLE = 4
+
+
+def read_secrets(line: str) -> dict[str, str]:
+    message = json.loads(line) if line.strip() else {}
+    secrets = message.get("secret_env") or {}
+    if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+        raise ValueError("secret_env must map names to strings")
+    bad = [name for name in secrets if not str(name).startswith(SECRET_PREFIX)]
+    if bad:
+        # dbt scrubs only DBT_ENV_SECRET_* values from logs and errors; anything else could leak there.
+        raise ValueError(f"secret variables must start with {SECRET_PREFIX}: {', '.join(sorted(bad))}")
+    return {str(name): value for name, value in secrets.items()}
+
+
+def make_undumpable() -> bool:
+    """Stop same-user processes from reading this process's memory and /proc environ (Linux, best effort)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def scrub(text: str, secrets: Mapping[str, str]) -> str:
+    for value in secrets.values():
+        if value:
+            text = text.replace(value, "*****")
+    return text
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    # dbt treats KeyboardInterrupt as "cancel": it cancels the warehouse queries it has open, then stops.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str]) -> int:
+    try:
+        secrets = read_secrets(sys.stdin.readline())
+    except ValueError as exc:
+        print(f"idbt worker: bad secret message on stdin: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    make_undumpable()
+    os.environ.update(secrets)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError as exc:
+        print(f"idbt worker: dbt is not installed for {sys.executable}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    result = dbtRunner().invoke(argv)
+    if result.success:
+        return EXIT_SUCCESS
+    if result.exception is not None:
+        error = f"{type(result.exception).__name__}: {result.exception}"
+        print(f"idbt worker: dbt could not run: {scrub(error, secrets)}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
