@@ -1,0 +1,117 @@
+"""Reading connection extras the same way for every connection type: text, lists, URLs, timeouts, groups."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from airflow_provider_idbt.errors import ConnectionFieldError
+
+Problem = Callable[[str, str], Exception]
+
+# Keys of interactive flows: a scheduled task has no browser or user, so such a connection is a mistake.
+INTERACTIVE_KEYS = frozenset(
+    {
+        "redirect_uri",
+        "response_type",
+        "code",
+        "code_verifier",
+        "code_challenge",
+        "device_code",
+        "username",
+        "user_password",
+        "refresh_token",
+        "prompt",
+        "login_hint",
+        "authorization_endpoint",
+    }
+)
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: the only places plain http cannot be read by others."""
+    if not hostname:
+        return False
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def checked_url(url: str, problem: Problem, *, allow_query: bool = False) -> str:
+    """Return ``url`` if it is http(s) with a host and https unless on loopback; else call ``problem``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem("is not a URL", "give the full URL, starting with https://")
+    if (parts.query and not allow_query) or parts.fragment:
+        raise problem("has a query or fragment", "give the issuer URL without ?query or #fragment")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise problem(
+            "uses plain http on a non-loopback host",
+            "use https (plain http is only allowed on 127.0.0.1, ::1 or localhost)",
+        )
+    return url
+
+
+def text(extra: Mapping[str, Any], key: str) -> str | None:
+    """A stripped text value; the connection form stores unset fields as empty strings or nulls."""
+    value = extra.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value).strip()
+
+
+def words(conn_id: str, extra: Mapping[str, Any], key: str, *, separators: str = " ") -> tuple[str, ...]:
+    """A list given as a JSON list or as one string (space- or comma-separated)."""
+    value = extra.get(key)
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        for sep in separators:
+            value = value.replace(sep, " ")
+        return tuple(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(item, str) for item in value):
+        return tuple(item.strip() for item in value if item.strip())
+    raise ConnectionFieldError(conn_id, key, "is not text or a list of text", "give space-separated values")
+
+
+def declared_groups(conn_id: str, extra: Mapping[str, Any]) -> tuple[str, ...]:
+    """Groups declared on the connection, for identity providers whose tokens carry none (AWS, Google)."""
+    return words(conn_id, extra, "groups", separators=", ")
+
+
+def timeout(conn_id: str, extra: Mapping[str, Any], default: float = 10.0) -> float:
+    value = extra.get("timeout", default)
+    try:
+        seconds = float(value if value not in (None, "") else default)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 < seconds <= 300:
+        raise ConnectionFieldError(conn_id, "timeout", f"is {value!r}", "give the HTTP timeout in seconds (0-300)")
+    return seconds
+
+
+def ca_bundle(conn_id: str, extra: Mapping[str, Any]) -> str | None:
+    path = text(extra, "ca_bundle")
+    if path is not None and not os.path.isfile(path):
+        raise ConnectionFieldError(
+            conn_id, "ca_bundle", "is not a readable file", "give the path of a PEM file with the IdP's CA"
+        )
+    return path
+
+
+def refuse_interactive(conn_id: str, extra: Mapping[str, Any], flows: str) -> None:
+    """Interactive sign-in needs a person; a connection that mentions one is refused, even mixed with ours."""
+    interactive = sorted(INTERACTIVE_KEYS & set(extra))
+    if interactive:
+        raise ConnectionFieldError(
+            conn_id,
+            interactive[0],
+            "belongs to an interactive sign-in flow",
+            f"remove it: scheduled tasks use a workload flow ({flows}), never a user's sign-in",
+        )
