@@ -89,7 +89,7 @@ def run_demo(dags_folder: str, home: str) -> int:
         groups=("analytics", "engineering"),
         audiences=(DEMO_AUDIENCE,),
     )
-    with DevIdentityProvider(clients=[client], default_audience=DEMO_AUDIENCE).start() as idp:
+    with DevIdentityProvider(clients=[client], audiences=[DEMO_AUDIENCE], token_lifetime=3600).start() as idp:
         _say(f"dev identity provider at {idp.issuer}")
         conn = {
             "conn_type": "idbt_oidc",
@@ -100,7 +100,7 @@ def run_demo(dags_folder: str, home: str) -> int:
         }
         env = {
             "IDBT_ALLOW_DEV_IDP": "1",
-            "IDBT_DUCKDB_PATH": str(demo_home / "warehouse.duckdb"),
+            "IDBT_DUCKDB_PATH": str(demo_home / "idbt_example.duckdb"),
             f"AIRFLOW_CONN_{DEMO_CONN_ID.upper()}": json.dumps(conn),
         }
         os.environ.update(env)

@@ -140,7 +140,9 @@ class LocalAirflow:
         if conf:
             args += ["--conf", json.dumps(dict(conf))]
         proc = self.airflow(*args, check=False, timeout=1800)
-        runs = json.loads(self.airflow("dags", "list-runs", dag_id, "--output", "json").stdout or "[]")
+        listing = self.airflow("dags", "list-runs", dag_id, "--output", "json").stdout
+        # Airflow may print warnings on stdout before the JSON document.
+        runs = json.loads(next((ln for ln in listing.splitlines() if ln.startswith("[")), "[]"))
         if not runs:
             raise RuntimeError(f"no run of `{dag_id}` was recorded:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         latest = max(runs, key=lambda run: run.get("start_date") or "")

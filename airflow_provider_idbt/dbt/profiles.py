@@ -139,3 +139,25 @@ def write_profiles_dir(profile: Mapping[str, Any], directory: str | os.PathLike[
         os.fchmod(handle.fileno(), 0o600)
         handle.write(text)
     return folder
+
+
+def declared_adapter_type(
+    profiles_dir: str | os.PathLike[str],
+    project_dir: str | os.PathLike[str],
+    profile_name: str | None = None,
+    target: str | None = None,
+) -> str | None:
+    """The adapter `type` a user's profiles.yml declares for this run, or None where it cannot be read plainly.
+
+    Read without rendering: a profile whose name, target or type is templated is simply not checked,
+    since rendering would need dbt and the environment of the dbt process.
+    """
+    try:
+        project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text()) or {}
+        profiles = yaml.safe_load((Path(profiles_dir) / "profiles.yml").read_text()) or {}
+        profile = profiles[profile_name or project["profile"]]
+        output = profile["outputs"][target or profile["target"]]
+        adapter = output["type"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return adapter if isinstance(adapter, str) and "{" not in adapter else None

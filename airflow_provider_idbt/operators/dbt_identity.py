@@ -80,7 +80,7 @@ class DbtIdentityOperator(BaseOperator):
         profile_name: str | None = None,
         target: str | None = None,
         profile_args: Mapping[str, Any] | None = None,
-        min_token_ttl: timedelta | int = timedelta(minutes=15),
+        min_token_ttl: timedelta | int = timedelta(minutes=10),
         dbt_vars: Mapping[str, Any] | None = None,
         full_refresh: bool = False,
         dbt_python: str | None = None,
@@ -158,8 +158,8 @@ class DbtIdentityOperator(BaseOperator):
                 "token_fingerprint": token.fingerprint,
                 "duration_s": duration,
             }
-        error = self._classify(spec, token, result)
-        if isinstance(error, PermissionMismatch):
+        failure = self._classify(spec, token, result)
+        if isinstance(failure, PermissionMismatch):
             events.emit(
                 self.log,
                 events.build_event(
@@ -167,13 +167,13 @@ class DbtIdentityOperator(BaseOperator):
                     keys,
                     identity=token.identity,
                     model=model_fields,
-                    required=list(error.required),
-                    held=list(error.held),
-                    warehouse_message=error.warehouse_message,
+                    required=list(failure.required),
+                    held=list(failure.held),
+                    warehouse_message=failure.warehouse_message,
                 ),
             )
-        self._emit_end(keys, token, model_fields, status or "error", duration, error)
-        raise to_airflow_error(error)
+        self._emit_end(keys, token, model_fields, status or "error", duration, failure)
+        raise to_airflow_error(failure)
 
     def on_kill(self) -> None:
         if self._runner is not None:
@@ -187,16 +187,32 @@ class DbtIdentityOperator(BaseOperator):
         try:
             index = ManifestIndex.load(self.manifest_path)
             spec = index.model(self.model)
-            index.check_fresh(self.project_dir, spec, adapter_type=self._adapter_type())
+            index.check_fresh(
+                self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=self._dbt_version()
+            )
         except IdbtError as error:
             raise to_airflow_error(error) from None
         self._idbt_unique_id = spec.unique_id
         return spec
 
     def _adapter_type(self) -> str | None:
+        from airflow_provider_idbt.dbt.profiles import declared_adapter_type
+
         if self.profile_args:
             return str(self.profile_args.get("type") or "") or None
-        return None
+        assert self.profiles_dir is not None
+        return declared_adapter_type(self.profiles_dir, self.project_dir, self.profile_name, self.target)
+
+    def _dbt_version(self) -> str | None:
+        """The dbt-core version of this interpreter; unknown (not checked) for a separate dbt virtualenv."""
+        if self.dbt_python is not None:
+            return None
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("dbt-core")
+        except PackageNotFoundError:
+            return None
 
     def _fetch_token(self, keys: RunKeys, spec: ModelSpec) -> FederatedToken:
         from airflow_provider_idbt import events
@@ -241,7 +257,8 @@ class DbtIdentityOperator(BaseOperator):
             invocation = DbtInvocation(
                 project_dir=self.project_dir,
                 profiles_dir=profiles_dir,
-                select=spec.unique_id,
+                select=spec.selector,
+                exclude=spec.selector_exclude,
                 target_path=str(workdir / "target"),
                 log_path=str(workdir / "logs"),
                 profile_name=profile_name,
@@ -249,6 +266,8 @@ class DbtIdentityOperator(BaseOperator):
                 vars=self.dbt_vars,
                 extra_args=("--full-refresh",) if self.full_refresh else (),
                 python=self.dbt_python or _default_python(),
+                # dbt re-checks a partial parse against project, vars and profile, so a stale one only costs time.
+                partial_parse_from=str(Path(self.manifest_path).parent),
             )
             self._runner = SubprocessRunner()
             return self._runner.run(invocation, {TOKEN_ENV_VAR: token.reveal()}, on_line=self._log_dbt_line)

@@ -57,7 +57,7 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
     )
     shutil.copy(REPO / "dags" / "idbt_example.py", dags)
     shutil.copy(REPO / "tests" / "e2e" / "dags" / "idbt_bad_input.py", dags)
-    warehouse = home / "warehouse.duckdb"
+    warehouse = home / "idbt_example.duckdb"
     secret = os.urandom(16).hex()
     client = DevClient(
         client_id="e2e-runner",
@@ -66,7 +66,7 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
         groups=("analytics",),
         audiences=(AUDIENCE,),
     )
-    with DevIdentityProvider(clients=[client], default_audience=AUDIENCE).start() as idp:
+    with DevIdentityProvider(clients=[client], audiences=[AUDIENCE], token_lifetime=3600).start() as idp:
 
         def conn(host: str) -> str:
             return json.dumps(

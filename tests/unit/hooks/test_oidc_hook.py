@@ -11,7 +11,9 @@ from airflow_provider_idbt.hooks.oidc import OidcTokenHook
 
 
 def test_missing_connection_is_a_permanent_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match=r"connection `idbt_nowhere` is not defined.*AIRFLOW_CONN_IDBT_NOWHERE"):
+    with pytest.raises(
+        ConfigurationError, match=r"connection `idbt_nowhere` is not defined.*AIRFLOW_CONN_IDBT_NOWHERE"
+    ):
         OidcTokenHook("idbt_nowhere").get_token()
 
 

@@ -69,6 +69,6 @@ def test_identity_event_has_no_secret() -> None:
 def test_naive_expiry_and_empty_secret_are_rejected() -> None:
     identity = make_token().identity
     with pytest.raises(ValueError, match="timezone-aware"):
-        FederatedToken("x", expires_at=datetime.now(), identity=identity)  # noqa: DTZ005
+        FederatedToken("x", expires_at=datetime.now(), identity=identity)
     with pytest.raises(ValueError, match="non-empty"):
         FederatedToken("", expires_at=datetime.now(UTC), identity=identity)
