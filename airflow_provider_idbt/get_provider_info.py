@@ -22,6 +22,78 @@ _OIDC_FIELDS: dict[str, Any] = {
         "description": "Claim that lists the identity's groups or roles (default: groups).",
         "schema": {"type": ["string", "null"], "default": "groups"},
     },
+    "groups": {
+        "label": "Groups (declared)",
+        "description": "Comma-separated groups of this identity, used only when its tokens carry none.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "grant_type": {
+        "label": "Grant",
+        "description": "client_credentials (default) or urn:ietf:params:oauth:grant-type:token-exchange.",
+        "schema": {"type": ["string", "null"], "default": "client_credentials"},
+    },
+    "client_auth": {
+        "label": "Client authentication",
+        "description": "client_secret (password = secret) or private_key_jwt (password = PEM private key).",
+        "schema": {"type": ["string", "null"], "default": "client_secret"},
+    },
+    "key_id": {
+        "label": "Key id",
+        "description": "kid of the client's key registered at the IdP (private_key_jwt).",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+_SUBJECT_FIELDS: dict[str, Any] = {
+    "subject_token_source": {
+        "label": "Subject token source",
+        "description": "Where the worker's own identity comes from: file, aws_web_identity, azure_federated, "
+        "gce_metadata.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "subject_token_file": {
+        "label": "Subject token file",
+        "description": "Path of a projected service-account token (source `file`).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "subject_token_audience": {
+        "label": "Metadata ID token audience",
+        "description": "Audience of the ID token asked from the GCE metadata server (source `gce_metadata`).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "subject_issuer": {
+        "label": "Subject token issuer (optional check)",
+        "description": "If set, the subject token is verified against this issuer's keys before it is exchanged.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+_AWS_FIELDS: dict[str, Any] = {
+    "role_arn": {
+        "label": "Role ARN",
+        "description": "The IAM role to assume with the worker's web identity.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "region_name": {
+        "label": "Region",
+        "description": "Region of the STS endpoint (default: AWS_REGION of the worker).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "role_session_name": {
+        "label": "Role session name",
+        "description": "Shows in CloudTrail (default: idbt-<connection id>).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "duration_seconds": {
+        "label": "Session duration (s)",
+        "description": "900-43200, at most the role's maximum session duration (default 3600).",
+        "schema": {"type": ["integer", "null"], "default": 3600},
+    },
+    "groups": {
+        "label": "Groups (declared)",
+        "description": "Comma-separated groups of this identity (AWS credentials carry none).",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 
@@ -50,7 +122,7 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Identity-aware dbt",
-                "python-modules": ["airflow_provider_idbt.hooks.oidc"],
+                "python-modules": ["airflow_provider_idbt.hooks.oidc", "airflow_provider_idbt.hooks.aws"],
             }
         ],
         "connection-types": [
@@ -58,7 +130,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_oidc",
                 "hook-class-name": "airflow_provider_idbt.hooks.oidc.OidcTokenHook",
                 "hook-name": "idbt: OpenID Connect identity",
-                "conn-fields": _OIDC_FIELDS,
+                "conn-fields": _OIDC_FIELDS | _SUBJECT_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],
                     "relabeling": {"host": "Issuer URL", "login": "Client ID", "password": "Client secret"},
@@ -67,7 +139,18 @@ def get_provider_info() -> dict[str, Any]:
                         "login": "dbt-prod-runner",
                     },
                 },
-            }
+            },
+            {
+                "connection-type": "idbt_aws",
+                "hook-class-name": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
+                "hook-name": "idbt: AWS web identity",
+                "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port", "login", "password"],
+                    "relabeling": {},
+                    "placeholders": {},
+                },
+            },
         ],
         "extra-links": ["airflow_provider_idbt.links.DbtDocsLink"],
         "plugins": [{"name": "idbt", "plugin-class": "airflow_provider_idbt.plugins.idbt_plugin.IdbtPlugin"}],

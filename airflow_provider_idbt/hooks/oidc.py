@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE, IdentityHook
 from airflow_provider_idbt.identity.oidc import OidcClientConfig, OidcTokenExchanger
 from airflow_provider_idbt.identity.token import FederatedToken
+from airflow_provider_idbt.version_compat import mask_secret
 
 __all__ = ["TOKEN_CACHE", "OidcTokenHook"]
 
@@ -26,12 +25,12 @@ class OidcTokenHook(IdentityHook):
     def get_config(self) -> OidcClientConfig:
         """Read and validate the connection."""
         conn = self.connection()
-        return OidcClientConfig.from_connection(
+        config = OidcClientConfig.from_connection(
             self.identity_conn_id, conn.host, conn.login, conn.password, conn.extra_dejson
         )
+        if config.private_key:
+            mask_secret(config.private_key)  # it may come from private_key_file, which Airflow never saw
+        return config
 
     def _fetch(self, config: OidcClientConfig) -> FederatedToken:
         return OidcTokenExchanger(config).fetch()
-
-    def _token_secrets(self, token: FederatedToken) -> Iterable[str]:
-        return (token.reveal(),)

@@ -216,10 +216,10 @@ class DbtIdentityOperator(BaseOperator):
 
     def _fetch_token(self, keys: RunKeys, spec: ModelSpec) -> FederatedToken:
         from airflow_provider_idbt import events
-        from airflow_provider_idbt.hooks.oidc import OidcTokenHook
+        from airflow_provider_idbt.hooks import identity_hook_for
 
         try:
-            return OidcTokenHook(self.identity_conn_id).get_token(min_ttl=self.min_token_ttl)
+            return identity_hook_for(self.identity_conn_id).get_token(min_ttl=self.min_token_ttl)
         except IdbtError as error:
             events.emit(
                 self.log,
