@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow, free_port
+from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 AUDIENCE = "idbt-e2e"
 
 
@@ -31,17 +29,6 @@ class E2ERun:
     secrets: list[str]
 
 
-def _dbt(project: Path, env: dict[str, str], *args: str) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    subprocess.run(
-        [str(dbt), *args, "--project-dir", str(project), "--profiles-dir", str(project)],
-        env=env,
-        cwd=project,
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture(scope="module")
 def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
     from airflow_provider_idbt.devidp import DevClient, DevIdentityProvider
@@ -49,15 +36,10 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
     home = tmp_path_factory.mktemp("e2e")
     dags = home / "dags"
     dags.mkdir()
-    project = dags / "example_project"
-    shutil.copytree(
-        REPO / "dags" / "example_project",
-        project,
-        ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"),
-    )
+    copied = copy_project(EXAMPLE_PROJECT, dags / "example_project")
+    project, warehouse = copied.project_dir, copied.duckdb_path
     shutil.copy(REPO / "dags" / "idbt_example.py", dags)
     shutil.copy(REPO / "tests" / "e2e" / "dags" / "idbt_bad_input.py", dags)
-    warehouse = home / "idbt_example.duckdb"
     secret = os.urandom(16).hex()
     client = DevClient(
         client_id="e2e-runner",
@@ -86,9 +68,8 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
             "AIRFLOW_CONN_IDBT_DEV": conn(idp.issuer),
             "AIRFLOW_CONN_IDBT_UNREACHABLE": conn(f"http://127.0.0.1:{free_port()}"),
         }
-        full_env = {**os.environ, **env}
-        _dbt(project, full_env, "parse")
-        _dbt(project, full_env, "seed")
+        run_dbt(project, "parse", env=env)
+        run_dbt(project, "seed", env=env)
         with LocalAirflow(home=home / "airflow", dags_folder=dags, extra_env=env) as airflow:
             airflow.airflow("pools", "set", "idbt_duckdb", "1", "one DuckDB writer")
             example = airflow.run_dag("idbt_example")
