@@ -13,7 +13,13 @@ for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROX
     os.environ[_var] = _DEAD_PROXY
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
-pytest_plugins: list[str] = ["tests.fixtures.identity_servers", "tests.fixtures.dbt_projects"]
+pytest_plugins: list[str] = [
+    "tests.fixtures.identity_servers",
+    "tests.fixtures.dbt_projects",
+    "tests.fixtures.test_ca",
+    "tests.fixtures.oidc_provider",
+    "tests.fixtures.aws_sts",
+]
 
 
 @pytest.fixture(autouse=True)
