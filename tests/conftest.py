@@ -9,7 +9,11 @@ import pytest
 # Any proxy-aware client (requests, urllib, httpx, botocore, google-auth) is sent to a closed port for every
 # non-loopback address, so a test that forgets to point at a local server fails instead of calling out.
 _DEAD_PROXY = "http://127.0.0.1:9"
-for _var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+_GUARDED = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+_PROXY_VARS = (*_GUARDED, "NO_PROXY", "no_proxy")
+# What the machine had before the guard: only the packaging test, which must reach the package registry, uses it.
+REGISTRY_PROXY_ENV = {var: os.environ.get(var) for var in _PROXY_VARS}
+for _var in _GUARDED:
     os.environ[_var] = _DEAD_PROXY
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
