@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -13,6 +15,8 @@ from airflow_provider_idbt.identity.token import IdentityContext
 
 SCHEMA = "idbt.event/1"
 KINDS = frozenset({"model_run", "token_issued", "permission_mismatch", "auth_failure", "task_lifecycle"})
+# Tries whose events this process remembers; a task process runs one try, a test process a few.
+_JOURNAL_TRIES = 64
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,36 @@ def format_event(event: Mapping[str, Any]) -> str:
 
 
 def emit(logger: logging.Logger | Any, event: Mapping[str, Any]) -> None:
-    """Write one event as one log line."""
+    """Write one event as one log line, and remember it for this try (see :func:`recorded`)."""
     logger.info("%s", format_event(event))
+    _remember(event)
+
+
+def _journal_key(fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(fields.get(name) for name in ("dag_id", "run_id", "task_id", "map_index", "try_number"))
+
+
+_journal: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+_journal_lock = threading.Lock()
+
+
+def _remember(event: Mapping[str, Any]) -> None:
+    key = _journal_key(event)
+    with _journal_lock:
+        _journal.setdefault(key, []).append(dict(event))
+        _journal.move_to_end(key)
+        while len(_journal) > _JOURNAL_TRIES:
+            _journal.popitem(last=False)
+
+
+def recorded(keys: RunKeys) -> list[dict[str, Any]]:
+    """The events this process emitted for one try, oldest first.
+
+    Lets the OpenLineage methods, which Airflow calls in the task process after ``execute``, report the
+    very identity the task log names, without the operator holding on to its token.
+    """
+    with _journal_lock:
+        return [dict(e) for e in _journal.get(_journal_key(asdict(keys)), [])]
 
 
 def parse_event(line: str) -> dict[str, Any] | None:

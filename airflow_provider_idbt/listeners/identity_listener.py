@@ -31,22 +31,23 @@ def _emit(task_instance: Any, phase: str, error: Any = None) -> None:
         from airflow_provider_idbt import events
 
         keys = events.RunKeys.from_task_instance(task_instance)
-        unique_id = getattr(task, "_idbt_unique_id", None) or getattr(task, "model", None)
         fields: dict[str, Any] = {"phase": phase, "source": "listener"}
         if error is not None:
             fields["error_class"] = type(error).__name__ if isinstance(error, BaseException) else "str"
             fields["error_message"] = str(error)
-        events.emit(
-            log,
-            events.build_event(
-                "task_lifecycle",
-                keys,
-                model={"unique_id": unique_id},
-                **fields,
-            ),
-        )
-    except Exception:  # the trail must never fail the task
-        log.debug("idbt listener could not emit a %s event", phase, exc_info=True)
+        events.emit(log, events.build_event("task_lifecycle", keys, model=_model(task), **fields))
+    except Exception:
+        # Swallowed, not re-raised: Airflow would only log it, but pluggy would skip the listeners
+        # registered after this one (OpenLineage's among them) for this hook call.
+        log.warning("idbt listener could not emit a %s event", phase, exc_info=True)
+
+
+def _model(task: Any) -> dict[str, Any]:
+    """The model's unique id and datasets as the operator names them (from its manifest, no database)."""
+    describe = getattr(task, "idbt_event_model", None)
+    if callable(describe):
+        return dict(describe())
+    return {"unique_id": getattr(task, "_idbt_unique_id", None) or getattr(task, "model", None)}
 
 
 @hookimpl

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.errors import IdbtError, PermissionMismatch
 from airflow_provider_idbt.links import DbtDocsLink
+from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def to_airflow_error(error: IdbtError) -> AirflowException:
     return AirflowFailException(f"{type(error).__name__}: {error}")
 
 
-class DbtIdentityOperator(BaseOperator):
+class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     """Run one dbt model with a short-lived federated token minted for this task.
 
     :param model: the model to run: its name, ``package.name`` or manifest unique id.
@@ -117,7 +118,7 @@ class DbtIdentityOperator(BaseOperator):
         keys = events.RunKeys.from_task_instance(context["ti"])
         spec = self._load_model()
         token = self._fetch_token(keys, spec)
-        model_fields = _model_event_fields(spec)
+        model_fields = self.idbt_model_fields(spec)
         events.emit(
             self.log,
             events.build_event(
@@ -226,7 +227,7 @@ class DbtIdentityOperator(BaseOperator):
                 events.build_event(
                     "auth_failure",
                     keys,
-                    model=_model_event_fields(spec),
+                    model=self.idbt_model_fields(spec),
                     connection=self.identity_conn_id,
                     error_class=type(error).__name__,
                     error_message=str(error),
