@@ -13,7 +13,15 @@ AIRFLOW_V_3_2_PLUS = AIRFLOW_VERSION >= Version("3.2.0")
 from airflow.listeners import hookimpl  # noqa: E402
 from airflow.plugins_manager import AirflowPlugin  # noqa: E402
 from airflow.sdk import BaseHook, BaseOperator, BaseOperatorLink, TaskGroup  # noqa: E402
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException  # noqa: E402
+
+try:  # Airflow 3.2+: the task SDK owns the task-facing exceptions.
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowNotFoundException
+except ImportError:  # Airflow 3.1
+    from airflow.exceptions import (  # type: ignore[no-redef]
+        AirflowException,
+        AirflowFailException,
+        AirflowNotFoundException,
+    )
 
 try:  # Airflow 3.1+: masks in the task process and tells the supervisor to mask too.
     from airflow.sdk.log import mask_secret as _mask_secret
