@@ -1,10 +1,15 @@
 # The two commands of the README, and the checks behind them. Every target installs what it needs.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dbt,duckdb,postgres,dev
+CONSTRAINTS ?= constraints.txt
+# The lowest supported Airflow gets its own virtualenv and constraints; CI runs the core of the suite on it.
+LOWEST_AIRFLOW := 3.1
+LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py
 
-.PHONY: install demo test lint typecheck check clean
+.PHONY: install demo test test-lowest lint typecheck check constraints clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +18,7 @@ $(BIN)/uv: $(BIN)/python
 	$(BIN)/python -m pip install --quiet uv
 
 install: $(BIN)/uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e ".[$(EXTRAS)]"
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c $(CONSTRAINTS) -e ".[$(EXTRAS)]"
 
 tests/servers/node_modules: tests/servers/package.json tests/servers/package-lock.json
 	npm ci --prefix tests/servers --no-audit --no-fund --loglevel=error
@@ -25,8 +30,18 @@ demo: install
 test: install tests/servers/node_modules
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+test-lowest:
+	$(MAKE) test VENV=.venv-$(LOWEST_AIRFLOW) CONSTRAINTS=constraints-airflow-$(LOWEST_AIRFLOW).txt \
+		PYTEST_ARGS="$(LOWEST_TESTS)"
+
+# Re-pin after changing dependencies: names and versions only, no download URLs.
+constraints: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate pyproject.toml -o constraints.txt
+	$(BIN)/uv pip compile --quiet --extra dbt --extra duckdb --extra postgres --extra dev --no-header --no-annotate \
+		pyproject.toml -c <(echo "apache-airflow==$(LOWEST_AIRFLOW).*") -o constraints-airflow-$(LOWEST_AIRFLOW).txt
+
 lint: install
-	$(BIN)/ruff check airflow_provider_idbt tests dags bench
+	$(BIN)/ruff check airflow_provider_idbt tests dags $(wildcard bench)
 	$(BIN)/ruff format --check airflow_provider_idbt
 
 typecheck: install
