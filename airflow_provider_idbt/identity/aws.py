@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +67,22 @@ class AwsFederatedToken(FederatedToken):
         self.credentials = credentials
 
 
+# botocore's DEBUG records carry the web identity token (request params), the session token (canonical request)
+# and the new credentials (response body); they are dropped while this module talks to STS.
+CHATTY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth", "botocore.awsrequest", "urllib3")
+_in_sts_call = threading.local()
+
+
+class _DropWhileCallingSts(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not getattr(_in_sts_call, "active", False)
+
+
+_QUIET = _DropWhileCallingSts()
+for _name in CHATTY_LOGGERS:
+    logging.getLogger(_name).addFilter(_QUIET)
+
+
 def _botocore() -> Any:
     try:
         import botocore.session
@@ -123,6 +140,7 @@ class AwsWebIdentityExchanger:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         def once() -> tuple[Any, str | None, float | None]:
+            _in_sts_call.active = True
             try:
                 return call(), None, None
             except ClientError as exc:
@@ -136,6 +154,8 @@ class AwsWebIdentityExchanger:
                 raise ConfigurationError(
                     f"connection `{self.config.conn_id}`: botocore could not call STS ({type(exc).__name__})"
                 ) from None
+            finally:
+                _in_sts_call.active = False
 
         return with_retries(self.config.conn_id, f"AWS STS {what}", self.retry, once)
 
