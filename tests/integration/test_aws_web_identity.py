@@ -149,7 +149,7 @@ def test_expired_token_is_refused_before_calling_sts(sts_proxy: FaultProxy, toke
 
 
 def test_bad_signature(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
-    header, payload, signature = issuer.token().split(".")
+    header, _, signature = issuer.token().split(".")
     other_payload = issuer.token(client="rotated").split(".")[1]
     write_token(token_file, f"{header}.{other_payload}.{signature}")
     with pytest.raises(TokenVerificationError, match="signature does not verify"):
@@ -230,7 +230,7 @@ def test_invalid_identity_token_is_reread_once(sts_proxy: FaultProxy, token_file
 
 
 def test_connection_refuses_access_keys() -> None:
-    with pytest.raises(ConnectionFieldError, match="password.*never uses"):
+    with pytest.raises(ConnectionFieldError, match=r"password.*never uses"):
         AwsWebIdentityConfig.from_connection("k", None, "AKIA...", {"role_arn": ROLE, "region_name": "eu-west-1"})
 
 
