@@ -133,7 +133,7 @@ def test_gce_metadata_source_is_reread_after_the_subject_issuer_rotates_its_key(
     # Its own servers: the subject issuer is restarted on the same port, with a new signing key.
     secret = "gce-subj-secret-1234567"
     client_secret = "gce-op-secret-7654321"
-    pem, jwk = rsa_key_pem()
+    _, jwk = rsa_key_pem()
     sa = "composer-env@project.iam.gserviceaccount.com"
     clients = subject_clients(secret) | {sa: {"secret": secret, "roles": ["composer"]}}
     port = free_port_pair[0]
@@ -184,7 +184,7 @@ def test_expired_subject_token_is_reread_then_refused_before_any_request(
     oidc_provider: OidcProviderServer, tmp_path: Path
 ) -> None:
     subject = oidc_provider.subject_token(client_id="expired-workload")
-    with pytest.raises(CredentialRejected, match="expired at .* and was not renewed") as info:
+    with pytest.raises(CredentialRejected, match=r"expired at .* and was not renewed") as info:
         token_exchange(oidc_provider, write_token(tmp_path / "token", subject)).fetch()
     assert subject not in str(info.value)
 
@@ -195,7 +195,7 @@ def test_subject_token_with_a_bad_signature_is_rejected(oidc_provider: OidcProvi
     claims["sub"] = "system:serviceaccount:kube-system:admin"
     forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
     token = f"{header}.{forged}.{signature}"
-    with pytest.raises(OidcCredentialRejected, match="invalid_grant.*ERR_JWS_SIGNATURE_VERIFICATION_FAILED") as info:
+    with pytest.raises(OidcCredentialRejected, match=r"invalid_grant.*ERR_JWS_SIGNATURE_VERIFICATION_FAILED") as info:
         token_exchange(oidc_provider, write_token(tmp_path / "token", token)).fetch()
     assert token not in str(info.value)
 
@@ -236,7 +236,7 @@ def test_missing_token_file_names_the_field(oidc_provider: OidcProviderServer, t
 
 
 def test_rotated_signing_key_of_the_idp(test_ca: Any, free_port_pair: tuple[int, int]) -> None:
-    secret, pem, jwk = "rot-op-secret-0987654", *rsa_key_pem()
+    secret, (_, jwk) = "rot-op-secret-0987654", rsa_key_pem()
     with run_oauth2_mock_server(subject_clients("s-1234567890abcdef")) as subject_issuer:
         clients = op_clients(secret, jwk, "k1")
         with run_oidc_provider(test_ca, subject_issuer, clients, port=free_port_pair[1]) as issuer:
@@ -286,7 +286,7 @@ def test_invalid_client_assertion_signed_with_another_key(oidc_provider: OidcPro
 
 
 def test_unknown_resource_is_invalid_target(oidc_provider: OidcProviderServer) -> None:
-    with pytest.raises(OidcCredentialRejected, match="invalid_target.*extra `audience`"):
+    with pytest.raises(OidcCredentialRejected, match=r"invalid_target.*extra `audience`"):
         exchanger(oidc_provider, audience="https://not-registered.example.test").fetch()
 
 
