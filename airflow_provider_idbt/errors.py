@@ -82,3 +82,9 @@ class DbtRunFailed(IdbtError):
     """dbt ran and the model failed for a reason that is neither a permission nor an authentication problem."""
 
     retryable = True
+
+
+class WarehouseAuthFailed(IdbtError):
+    """The warehouse rejected the token after a refresh, or after the model had already run statements."""
+
+    retryable = True

@@ -75,6 +75,12 @@ class IdentityHook(BaseHook):
         self._mask(token)
         return token
 
+    def refresh_token(self, min_ttl: timedelta | int = 300) -> FederatedToken:
+        """A new token from the identity provider, after the warehouse rejected the cached one."""
+        config = self.get_config()
+        TOKEN_CACHE.invalidate(self._cache_key(config))
+        return self.get_token(min_ttl)
+
     def _mask(self, token: FederatedToken) -> None:
         for secret in self._token_secrets(token):
             mask_secret(secret)

@@ -11,13 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_idbt.errors import IdbtError, PermissionMismatch
+from airflow_provider_idbt.errors import IdbtError, PermissionMismatch, WarehouseAuthFailed
 from airflow_provider_idbt.links import DbtDocsLink
 from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
 
 if TYPE_CHECKING:
+    from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary
     from airflow_provider_idbt.dbt.manifest import ModelSpec
+    from airflow_provider_idbt.dbt.permissions import Access
     from airflow_provider_idbt.dbt.results import RunResult
     from airflow_provider_idbt.dbt.runner import SubprocessRunner
     from airflow_provider_idbt.events import RunKeys
@@ -53,6 +55,13 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param full_refresh: pass ``--full-refresh``.
     :param dbt_python: the Python interpreter of the virtualenv that has dbt (default: this one).
     :param docs_url: base URL of the hosted dbt docs site, for the task's "dbt docs" link.
+    :param warehouse_role_from_identity: run as the warehouse role the identity maps to (``role_mapping``
+        on the identity connection or ``[idbt] role_mapping``): the model's first required role the identity
+        holds, else its first mapped role. A generated profile gets ``role``; a user's profile reads it with
+        ``{{ env_var('IDBT_WAREHOUSE_ROLE') }}``. PostgreSQL runs ``SET ROLE`` with it.
+    :param query_comment_claims: identity claims in the query comment (``sub``, ``iss``, ``principal``,
+        ``groups``, ``aud``, ``fingerprint``, ``attr:<name>``); default ``("sub",)``, no personal data.
+    :param query_comment_hash: put ``sha256:<16 hex>`` of each claim value in the comment instead of the value.
     """
 
     template_fields: Sequence[str] = (
@@ -86,8 +95,13 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         full_refresh: bool = False,
         dbt_python: str | None = None,
         docs_url: str | None = None,
+        warehouse_role_from_identity: bool = False,
+        query_comment_claims: Sequence[str] = ("sub",),
+        query_comment_hash: bool = False,
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
+
         super().__init__(**kwargs)
         self.model = model
         self.project_dir = os.fspath(project_dir)
@@ -102,6 +116,12 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         self.full_refresh = full_refresh
         self.dbt_python = dbt_python
         self.docs_url = docs_url
+        self.warehouse_role_from_identity = warehouse_role_from_identity
+        self.query_comment = QueryCommentOptions(tuple(query_comment_claims), query_comment_hash)
+        if warehouse_role_from_identity and self.profile_args and self.profile_args.get("role"):
+            raise ValueError(
+                f"{self.task_id}: profile_args sets `role` and warehouse_role_from_identity is on; choose one"
+            )
         self._runner: SubprocessRunner | None = None
         self._idbt_unique_id: str | None = None
         if self.profiles_dir is None and not self.profile_args:
@@ -114,22 +134,14 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_idbt import events
+        from airflow_provider_idbt.dbt.failures import may_refresh_and_rerun
 
         keys = events.RunKeys.from_task_instance(context["ti"])
         spec = self._load_model()
         token = self._fetch_token(keys, spec)
         model_fields = self.idbt_model_fields(spec)
-        events.emit(
-            self.log,
-            events.build_event(
-                "token_issued",
-                keys,
-                identity=token.identity,
-                model=model_fields,
-                audience=list(token.audience),
-                expires_at=token.expires_at.isoformat(timespec="seconds"),
-            ),
-        )
+        self._emit_token_issued(keys, token, model_fields)
+        access = self._preflight(keys, spec, token, model_fields)
         events.emit(
             self.log,
             events.build_event(
@@ -141,11 +153,21 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             ),
         )
         started = time.monotonic()
-        try:
-            result = self._run_dbt(spec, token)
-        except IdbtError as error:
-            self._emit_end(keys, token, model_fields, "error", time.monotonic() - started, error)
-            raise to_airflow_error(error) from None
+        refreshed = False
+        while True:
+            try:
+                result, log = self._run_dbt(spec, token, access, keys)
+            except IdbtError as error:
+                self._emit_end(keys, token, model_fields, "error", time.monotonic() - started, error)
+                raise to_airflow_error(error) from None
+            if refreshed or not may_refresh_and_rerun(result, log, self._adapter_type()):
+                break
+            # The warehouse refused the token before any statement of the model ran: nothing to undo, so
+            # one fresh token and one more run; a second refusal fails the try (retryable).
+            self._emit_auth_failure(keys, spec, token, result, log, action="refresh_token")
+            token = self._fetch_token(keys, spec, refresh=True)
+            self._emit_token_issued(keys, token, model_fields, reason="refresh")
+            refreshed = True
         duration = round(time.monotonic() - started, 3)
         node = result.for_model(spec.unique_id)
         status = node.status if node is not None else result.status
@@ -157,22 +179,14 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 "status": "success",
                 "subject": token.identity.subject,
                 "token_fingerprint": token.fingerprint,
+                "warehouse_role": access.warehouse_role,
                 "duration_s": duration,
             }
-        failure = self._classify(spec, token, result)
+        failure = self._classify(spec, token, result, log, refreshed)
         if isinstance(failure, PermissionMismatch):
-            events.emit(
-                self.log,
-                events.build_event(
-                    "permission_mismatch",
-                    keys,
-                    identity=token.identity,
-                    model=model_fields,
-                    required=list(failure.required),
-                    held=list(failure.held),
-                    warehouse_message=failure.warehouse_message,
-                ),
-            )
+            self._emit_permission_mismatch(keys, token, model_fields, failure, stage="warehouse")
+        elif isinstance(failure, WarehouseAuthFailed):
+            self._emit_auth_failure(keys, spec, token, result, log, action="retry_task")
         self._emit_end(keys, token, model_fields, status or "error", duration, failure)
         raise to_airflow_error(failure)
 
@@ -215,12 +229,15 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         except PackageNotFoundError:
             return None
 
-    def _fetch_token(self, keys: RunKeys, spec: ModelSpec) -> FederatedToken:
+    def _fetch_token(self, keys: RunKeys, spec: ModelSpec, *, refresh: bool = False) -> FederatedToken:
         from airflow_provider_idbt import events
         from airflow_provider_idbt.hooks import identity_hook_for
 
         try:
-            return identity_hook_for(self.identity_conn_id).get_token(min_ttl=self.min_token_ttl)
+            hook = identity_hook_for(self.identity_conn_id)
+            if refresh:
+                return hook.refresh_token(min_ttl=self.min_token_ttl)
+            return hook.get_token(min_ttl=self.min_token_ttl)
         except IdbtError as error:
             events.emit(
                 self.log,
@@ -235,9 +252,56 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             )
             raise to_airflow_error(error) from None
 
-    def _run_dbt(self, spec: ModelSpec, token: FederatedToken) -> RunResult:
+    def _preflight(self, keys: RunKeys, spec: ModelSpec, token: FederatedToken, model_fields: dict[str, Any]) -> Access:
+        """Check the model's ``meta.idbt`` against the identity before any warehouse connection is opened."""
+        from airflow_provider_idbt.dbt.permissions import ModelRequirements, check_access
+        from airflow_provider_idbt.hooks.role_mapping import load_role_mapping
+
+        try:
+            requirements = ModelRequirements.from_meta(spec.meta, spec.unique_id)
+            mapping = load_role_mapping(self.identity_conn_id)
+            return check_access(
+                spec.unique_id,
+                requirements,
+                token.identity,
+                mapping,
+                need_warehouse_role=self.warehouse_role_from_identity,
+            )
+        except PermissionMismatch as mismatch:
+            self._emit_permission_mismatch(keys, token, model_fields, mismatch, stage="preflight")
+            raise to_airflow_error(mismatch) from None
+        except IdbtError as error:
+            raise to_airflow_error(error) from None
+
+    def _run_dbt(
+        self, spec: ModelSpec, token: FederatedToken, access: Access, keys: RunKeys
+    ) -> tuple[RunResult, DbtLogSummary]:
+        from dataclasses import asdict
+
+        from airflow_provider_idbt.dbt.dbt_log import read_dbt_log
+        from airflow_provider_idbt.dbt.permissions import WAREHOUSE_ROLE_ENV
         from airflow_provider_idbt.dbt.profiles import TOKEN_ENV_VAR, render_profile, write_profiles_dir
+        from airflow_provider_idbt.dbt.query_comment import (
+            PROJECT_CONFIG_LINE,
+            QUERY_COMMENT_ENV,
+            project_reads_query_comment,
+            query_comment_fields,
+            render_query_comment,
+        )
         from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
+
+        comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
+        env = {QUERY_COMMENT_ENV: render_query_comment(comment)}
+        if access.warehouse_role:
+            env[WAREHOUSE_ROLE_ENV] = access.warehouse_role
+        if not project_reads_query_comment(self.project_dir):
+            self.log.warning(
+                "idbt: %s/dbt_project.yml does not read %s, so the warehouse's log will not name who ran "
+                "each statement; add this line to it: %s",
+                self.project_dir,
+                QUERY_COMMENT_ENV,
+                PROJECT_CONFIG_LINE,
+            )
 
         # One private directory per try: target/, logs/ and a generated profile never collide with a
         # parallel task, and nothing is left behind under the project.
@@ -251,6 +315,8 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 assert self.profile_args is not None
                 args = dict(self.profile_args)
                 adapter = str(args.pop("type"))
+                if access.warehouse_role:
+                    args["role"] = access.warehouse_role
                 profile_name = profile_name or "idbt"
                 target = target or "idbt"
                 profile = render_profile(adapter, args, profile_name, target)
@@ -269,30 +335,95 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 python=self.dbt_python or _default_python(),
                 # dbt re-checks a partial parse against project, vars and profile, so a stale one only costs time.
                 partial_parse_from=str(Path(self.manifest_path).parent),
+                env=env,
             )
             self._runner = SubprocessRunner()
-            return self._runner.run(invocation, {TOKEN_ENV_VAR: token.reveal()}, on_line=self._log_dbt_line)
+            result = self._runner.run(invocation, {TOKEN_ENV_VAR: token.reveal()}, on_line=self._log_dbt_line)
+            return result, read_dbt_log(invocation.log_path, spec.unique_id)
         finally:
             self._runner = None
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _classify(self, spec: ModelSpec, token: FederatedToken, result: RunResult) -> IdbtError:
-        from airflow_provider_idbt.dbt.results import classify_failure
-        from airflow_provider_idbt.errors import DbtRunFailed
+    def _classify(
+        self, spec: ModelSpec, token: FederatedToken, result: RunResult, log: DbtLogSummary, refreshed: bool
+    ) -> IdbtError:
+        from airflow_provider_idbt.dbt.failures import failure_for
 
-        node = result.for_model(spec.unique_id)
-        message = (node.message if node is not None else None) or f"dbt exited with code {result.returncode}"
-        kind = classify_failure(result)
-        if kind == "permission":
-            return PermissionMismatch(
-                f"the warehouse refused identity `{token.identity.subject}` running model "
-                f"`{spec.unique_id}`: {message}",
-                model=spec.unique_id,
-                subject=token.identity.subject,
-                held=token.identity.groups,
-                warehouse_message=message,
-            )
-        return DbtRunFailed(f"model `{spec.unique_id}` failed ({kind}): {message}")
+        return failure_for(spec.unique_id, token.identity, result, log, self._adapter_type(), refreshed=refreshed)
+
+    def _emit_token_issued(
+        self, keys: RunKeys, token: FederatedToken, model_fields: dict[str, Any], reason: str | None = None
+    ) -> None:
+        from airflow_provider_idbt import events
+
+        events.emit(
+            self.log,
+            events.build_event(
+                "token_issued",
+                keys,
+                identity=token.identity,
+                model=model_fields,
+                audience=list(token.audience),
+                expires_at=token.expires_at.isoformat(timespec="seconds"),
+                reason=reason,
+            ),
+        )
+
+    def _emit_permission_mismatch(
+        self,
+        keys: RunKeys,
+        token: FederatedToken,
+        model_fields: dict[str, Any],
+        mismatch: PermissionMismatch,
+        *,
+        stage: str,
+    ) -> None:
+        from airflow_provider_idbt import events
+
+        events.emit(
+            self.log,
+            events.build_event(
+                "permission_mismatch",
+                keys,
+                identity=token.identity,
+                model=model_fields,
+                stage=stage,
+                required=list(mismatch.required),
+                held=list(mismatch.held),
+                warehouse_message=mismatch.warehouse_message,
+                error_message=str(mismatch),
+            ),
+        )
+
+    def _emit_auth_failure(
+        self,
+        keys: RunKeys,
+        spec: ModelSpec,
+        token: FederatedToken,
+        result: RunResult,
+        log: DbtLogSummary,
+        *,
+        action: str,
+    ) -> None:
+        from airflow_provider_idbt import events
+        from airflow_provider_idbt.dbt.results import failure_messages, warehouse_message
+
+        said = warehouse_message(failure_messages(result, log.messages), "auth", self._adapter_type())
+        events.emit(
+            self.log,
+            events.build_event(
+                "auth_failure",
+                keys,
+                identity=token.identity,
+                model=self.idbt_model_fields(spec),
+                connection=self.identity_conn_id,
+                stage="warehouse",
+                action=action,
+                model_statements=log.model_statements,
+                error_class="WarehouseAuthFailed",
+                error_message=said or result.message,
+            ),
+        )
 
     def _emit_end(
         self,
