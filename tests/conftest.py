@@ -23,6 +23,8 @@ pytest_plugins: list[str] = [
     "tests.fixtures.test_ca",
     "tests.fixtures.oidc_provider",
     "tests.fixtures.aws_sts",
+    "tests.fixtures.postgres",
+    "tests.fixtures.pg_warehouse",
 ]
 
 
