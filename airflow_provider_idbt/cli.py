@@ -1,4 +1,4 @@
-"""The `idbt` command: `doctor` (check a connection), `dev-idp` (a local OIDC issuer) and `demo` (the example)."""
+"""The `idbt` command: `doctor` (check a connection), `audit` (a run's identity trail), `dev-idp` and `demo`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     doctor.add_argument(
         "--min-ttl", type=int, default=0, metavar="SECONDS", help="fail unless a token lasts at least this long"
     )
+    audit = sub.add_parser("audit", help="print who ran each model of a DAG run, from the task logs' events")
+    audit.add_argument("--dag-id", required=True)
+    audit.add_argument("--run-id", required=True)
+    audit.add_argument("--json", action="store_true", help="print the trail as JSON")
     sub.add_parser("dev-idp", help="run the development OpenID Connect issuer (never for production)", add_help=False)
     demo = sub.add_parser("demo", help="run the example DAG end to end on DuckDB with the dev identity provider")
     demo.add_argument("--dags-folder", default="dags", help="folder with the example DAG (default: dags)")
@@ -31,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         from airflow_provider_idbt.doctor import run_doctor
 
         return run_doctor(args.conn_id, min_ttl=args.min_ttl)
+    if args.command == "audit":
+        from airflow_provider_idbt.audit_source import run_audit
+
+        return run_audit(args.dag_id, args.run_id, as_json=args.json)
     from airflow_provider_idbt.demo import run_demo
 
     return run_demo(dags_folder=args.dags_folder, home=args.home)

@@ -61,3 +61,16 @@ def test_run_keys_from_a_task_instance() -> None:
     assert events.RunKeys.from_task_instance(ti).map_index == 0
     ti.map_index = None
     assert events.RunKeys.from_task_instance(ti).map_index == -1
+
+
+def test_emitted_events_are_recorded_per_try() -> None:
+    keys = events.RunKeys(dag_id="journal", run_id="r", task_id="t", try_number=1)
+    other = events.RunKeys(dag_id="journal", run_id="r", task_id="t", try_number=2)
+    logger = logging.getLogger("idbt.test.journal")
+    events.emit(logger, events.build_event("task_lifecycle", keys, phase="running"))
+    events.emit(logger, events.build_event("task_lifecycle", keys, phase="success"))
+    assert [e["phase"] for e in events.recorded(keys)] == ["running", "success"]
+    assert events.recorded(other) == []
+    for i in range(100):  # the journal stays bounded
+        events.emit(logger, events.build_event("task_lifecycle", events.RunKeys("j", "r", f"t{i}", 1), phase="x"))
+    assert events.recorded(keys) == []
