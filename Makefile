@@ -37,7 +37,7 @@ test-lowest:
 # Re-pin after changing dependencies: names and versions only, no download URLs.
 constraints: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate pyproject.toml -o constraints.txt
-	$(BIN)/uv pip compile --quiet --extra dbt --extra duckdb --extra postgres --extra dev --no-header --no-annotate \
+	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate \
 		pyproject.toml -c <(echo "apache-airflow==$(LOWEST_AIRFLOW).*") -o constraints-airflow-$(LOWEST_AIRFLOW).txt
 
 lint: install
