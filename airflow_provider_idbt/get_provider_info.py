@@ -44,6 +44,15 @@ _OIDC_FIELDS: dict[str, Any] = {
     },
 }
 
+_ROLE_MAPPING_FIELD: dict[str, Any] = {
+    "role_mapping": {
+        "label": "Role mapping (JSON)",
+        "description": 'Identity groups to deployment roles, e.g. {"analytics": ["transformer"]}; overrides '
+        "[idbt] role_mapping for this connection.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
 _SUBJECT_FIELDS: dict[str, Any] = {
     "subject_token_source": {
         "label": "Subject token source",
@@ -130,7 +139,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_oidc",
                 "hook-class-name": "airflow_provider_idbt.hooks.oidc.OidcTokenHook",
                 "hook-name": "idbt: OpenID Connect identity",
-                "conn-fields": _OIDC_FIELDS | _SUBJECT_FIELDS,
+                "conn-fields": _OIDC_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],
                     "relabeling": {"host": "Issuer URL", "login": "Client ID", "password": "Client secret"},
@@ -144,7 +153,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_aws",
                 "hook-class-name": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
                 "hook-name": "idbt: AWS web identity",
-                "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS,
+                "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},
@@ -153,5 +162,24 @@ def get_provider_info() -> dict[str, Any]:
             },
         ],
         "extra-links": ["airflow_provider_idbt.links.DbtDocsLink"],
+        "config": {
+            "idbt": {
+                "description": "Identity-aware dbt: settings for every idbt task of this deployment.",
+                "options": {
+                    "role_mapping": {
+                        "description": (
+                            "JSON object from identity groups to deployment roles, used by the pre-flight "
+                            "permission check and by warehouse_role_from_identity. An identity connection's "
+                            "extra `role_mapping` takes precedence. Empty: each group counts as a role of the "
+                            "same name."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"analytics": ["transformer"], "finance": ["finance_admin"]}',
+                        "default": "",
+                    }
+                },
+            }
+        },
         "plugins": [{"name": "idbt", "plugin-class": "airflow_provider_idbt.plugins.idbt_plugin.IdbtPlugin"}],
     }

@@ -30,6 +30,8 @@ KNOWN_KEYS = frozenset(
         "groups",
         "timeout",
         "ca_bundle",
+        # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
+        "role_mapping",
         *SOURCE_KEYS,
     }
 )

@@ -40,6 +40,8 @@ KNOWN_KEYS = frozenset(
         "scope",
         "groups_claim",
         "groups",
+        # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
+        "role_mapping",
         "timeout",
         "ca_bundle",
         "grant_type",
