@@ -109,7 +109,7 @@ def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
         elif kind == "auth_failure":
             trail.outcome = "auth_failure"
             trail.connection = event.get("connection")
-        elif kind == "task_lifecycle" and phase in ("success", "failed") and not trail.ended:
+        elif kind == "task_lifecycle" and phase in ("success", "failed") and trail.outcome == "unknown":
             trail.outcome = f"task {phase}"
         if event.get("error_message") and (kind != "task_lifecycle" or trail.error_message is None):
             trail.error_class, trail.error_message = event.get("error_class"), event.get("error_message")

@@ -16,7 +16,7 @@ from airflow_provider_idbt.identity.token import IdentityContext
 # The same prefix dbt treats as secret: such a variable is never read to name a dataset.
 _SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"
 FACET_NAME = "idbt_identity"
-# The allowlist shared by events, the query comment and the facet (IdentityContext.as_event).
+# The events' identity allowlist (IdentityContext.as_event): the query comment's claims plus the expiry.
 IDENTITY_FIELDS = ("issuer", "subject", "principal", "groups", "audience", "expires_at", "fingerprint")
 FACET_SCHEMA_URL = (
     "https://github.com/airflow-provider-idbt/airflow-provider-idbt/blob/main/docs/idbt_identity_facet.schema.json"
