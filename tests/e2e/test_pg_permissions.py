@@ -180,3 +180,15 @@ def test_no_token_or_secret_anywhere(pg_run: PgRun) -> None:
         assert secret not in pg_run.server_log, "a secret reached the PostgreSQL server log"
         assert secret not in pg_run.outcome.output
     assert scanned > 20
+
+
+def test_every_event_matches_the_published_schema(pg_run: PgRun) -> None:
+    import jsonschema
+
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    events = list(pg_run.outcome.events())
+    assert {"permission_mismatch", "auth_failure", "token_issued", "model_run"} <= {e["kind"] for e in events}
+    for event in events:
+        errors = [error.message for error in validator.iter_errors(event)]
+        assert not errors, (event["kind"], event["task_id"], errors)
