@@ -101,6 +101,8 @@ def _local_lines(dag_id: str, task_id: str, map_index: int, try_number: int, run
 
 def run_audit(dag_id: str, run_id: str, *, as_json: bool = False) -> int:
     """Print the run's identity trail; 0 when every model has an identity-tagged end event, 1 if not, 2 on error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from airflow_provider_idbt.audit import build_audit, render_json, render_text
 
     notes: list[str] = []
@@ -108,6 +110,13 @@ def run_audit(dag_id: str, run_id: str, *, as_json: bool = False) -> int:
         audit = build_audit(dag_id, run_id, read_run(dag_id, run_id, notes))
     except RunNotFound as error:
         print(f"idbt audit: {error}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as error:
+        print(
+            f"idbt audit: cannot read Airflow's metadata database ({type(error).__name__}: {error.args[0]}); "
+            "run it where `airflow dags list-runs` works, with the same AIRFLOW_HOME and configuration",
+            file=sys.stderr,
+        )
         return 2
     for note in notes:
         print(f"idbt audit: {note}", file=sys.stderr)
