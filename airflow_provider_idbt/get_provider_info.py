@@ -106,6 +106,72 @@ _AWS_FIELDS: dict[str, Any] = {
 }
 
 
+_GOOGLE_FIELDS: dict[str, Any] = {
+    "mode": {
+        "label": "Mode",
+        "description": "federation (default: the worker's subject token through Google STS) or environment (the "
+        "worker's own Google credentials, e.g. Cloud Composer's service account, impersonating `service_account`).",
+        "schema": {"type": ["string", "null"], "default": "federation"},
+    },
+    "audience": {
+        "label": "Workload identity provider",
+        "description": "Full resource name: //iam.googleapis.com/projects/<number>/locations/global/"
+        "workloadIdentityPools/<pool>/providers/<provider> (mode federation).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "service_account": {
+        "label": "Service account to impersonate",
+        "description": "Email of the service account the tasks run as (optional in mode federation).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "delegates": {
+        "label": "Delegates",
+        "description": "Comma-separated service accounts of a delegation chain, in order.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "scopes": {
+        "label": "Scopes",
+        "description": "Comma- or space-separated OAuth scopes (default: cloud-platform).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "lifetime_seconds": {
+        "label": "Token lifetime (s)",
+        "description": "600-3600 (up to 43200 with the organisation policy that allows it; default 3600).",
+        "schema": {"type": ["integer", "null"], "default": 3600},
+    },
+    "project_id": {
+        "label": "Project id",
+        "description": "Default project for Google provider hooks that use this connection.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "groups": {
+        "label": "Groups (declared)",
+        "description": "Comma-separated groups of this identity (Google access tokens carry none).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "sts_endpoint": {
+        "label": "STS endpoint",
+        "description": "Override of https://sts.googleapis.com (Private Service Connect, another universe).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "iam_credentials_endpoint": {
+        "label": "IAM Credentials endpoint",
+        "description": "Override of https://iamcredentials.googleapis.com.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "gce_metadata_url": {
+        "label": "Metadata server URL",
+        "description": "Override of http://metadata.google.internal/computeMetadata/v1.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "universe_domain": {
+        "label": "Universe domain",
+        "description": "googleapis.com unless the project lives in another Google Cloud universe.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-idbt",
@@ -131,7 +197,11 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [
             {
                 "integration-name": "Identity-aware dbt",
-                "python-modules": ["airflow_provider_idbt.hooks.oidc", "airflow_provider_idbt.hooks.aws"],
+                "python-modules": [
+                    "airflow_provider_idbt.hooks.oidc",
+                    "airflow_provider_idbt.hooks.aws",
+                    "airflow_provider_idbt.hooks.google",
+                ],
             }
         ],
         "connection-types": [
@@ -154,6 +224,17 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
                 "hook-name": "idbt: AWS web identity",
                 "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port", "login", "password"],
+                    "relabeling": {},
+                    "placeholders": {},
+                },
+            },
+            {
+                "connection-type": "idbt_google",
+                "hook-class-name": "airflow_provider_idbt.hooks.google.GoogleWorkloadIdentityHook",
+                "hook-name": "idbt: Google workload identity",
+                "conn-fields": _GOOGLE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},

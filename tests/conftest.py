@@ -25,6 +25,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.aws_sts",
     "tests.fixtures.postgres",
     "tests.fixtures.pg_warehouse",
+    "tests.fixtures.google_fixtures",
 ]
 
 

@@ -18,6 +18,7 @@ __all__ = ["AwsWebIdentityHook", "IdentityHook", "OidcTokenHook", "identity_hook
 HOOKS_BY_CONN_TYPE = {
     "idbt_oidc": "airflow_provider_idbt.hooks.oidc.OidcTokenHook",
     "idbt_aws": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
+    "idbt_google": "airflow_provider_idbt.hooks.google.GoogleWorkloadIdentityHook",
 }
 
 
