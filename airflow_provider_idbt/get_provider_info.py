@@ -172,6 +172,50 @@ _GOOGLE_FIELDS: dict[str, Any] = {
 }
 
 
+_AZURE_FIELDS: dict[str, Any] = {
+    "tenantId": {
+        "label": "Tenant ID",
+        "description": "Directory (tenant) id or verified domain of the app registration (default AZURE_TENANT_ID).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "cloud_environment": {
+        "label": "Cloud",
+        "description": "AzurePublicCloud (default), AzureUSGovernment or AzureChinaCloud.",
+        "schema": {"type": ["string", "null"], "default": "AzurePublicCloud"},
+    },
+    "authority_host": {
+        "label": "Authority host",
+        "description": "Override of the cloud's login host, https only (default AZURE_AUTHORITY_HOST or the cloud's).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "warehouse": {
+        "label": "Warehouse",
+        "description": "azure_sql, fabric, synapse, postgresql, databricks or snowflake: picks the scope.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "scopes": {
+        "label": "Scopes",
+        "description": "Instead of warehouse: e.g. https://database.windows.net/.default.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "resource": {
+        "label": "Resource (Snowflake)",
+        "description": "Application ID URI of the app registration that represents Snowflake (api://...).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "certificate_path": {
+        "label": "Certificate path",
+        "description": "PEM (key + certificate) or PFX file of a certificate credential.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "groups": {
+        "label": "Groups (declared)",
+        "description": "Comma-separated groups, used only when the token carries no app roles.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-idbt",
@@ -201,6 +245,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_idbt.hooks.oidc",
                     "airflow_provider_idbt.hooks.aws",
                     "airflow_provider_idbt.hooks.google",
+                    "airflow_provider_idbt.hooks.azure",
                 ],
             }
         ],
@@ -239,6 +284,20 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},
                     "placeholders": {},
+                },
+            },
+            {
+                "connection-type": "idbt_azure",
+                "hook-class-name": "airflow_provider_idbt.hooks.azure.AzureIdentityHook",
+                "hook-name": "idbt: Azure / Entra ID identity",
+                "conn-fields": _AZURE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "port"],
+                    "relabeling": {
+                        "login": "Client ID",
+                        "password": "Client secret or PEM certificate (empty: federated credential)",
+                    },
+                    "placeholders": {"login": "00000000-0000-0000-0000-000000000000"},
                 },
             },
         ],

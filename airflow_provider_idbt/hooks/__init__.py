@@ -19,6 +19,7 @@ HOOKS_BY_CONN_TYPE = {
     "idbt_oidc": "airflow_provider_idbt.hooks.oidc.OidcTokenHook",
     "idbt_aws": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
     "idbt_google": "airflow_provider_idbt.hooks.google.GoogleWorkloadIdentityHook",
+    "idbt_azure": "airflow_provider_idbt.hooks.azure.AzureIdentityHook",
 }
 
 

@@ -27,8 +27,45 @@ INTERACTIVE_KEYS = frozenset(
         "prompt",
         "login_hint",
         "authorization_endpoint",
+        # msal's user flows: on-behalf-of, auth code and device flow state.
+        "user_assertion",
+        "auth_code_flow",
+        "device_flow",
     }
 )
+# Interactive or user-delegated flows by name: msal's methods, azure-identity's credentials, OAuth grants.
+# Refused wherever a connection names its flow, whatever the connection type.
+INTERACTIVE_FLOWS = frozenset(
+    {
+        "acquire_token_interactive",
+        "initiate_device_flow",
+        "acquire_token_by_device_flow",
+        "acquire_token_by_username_password",
+        "acquire_token_by_authorization_code",
+        "initiate_auth_code_flow",
+        "acquire_token_by_auth_code_flow",
+        "acquire_token_by_refresh_token",
+        "acquire_token_on_behalf_of",
+        "acquire_token_silent",
+        "publicclientapplication",
+        "interactivebrowsercredential",
+        "devicecodecredential",
+        "usernamepasswordcredential",
+        "authorizationcodecredential",
+        "onbehalfofcredential",
+        "azureclicredential",
+        "interactive",
+        "device_code",
+        "device_flow",
+        "authorization_code",
+        "username_password",
+        "password",
+        "refresh_token",
+        "on_behalf_of",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    }
+)
+FLOW_KEYS = ("grant_type", "flow", "auth_flow", "auth_type", "credential", "authentication")
 
 
 def is_loopback(hostname: str | None) -> bool:
@@ -115,3 +152,12 @@ def refuse_interactive(conn_id: str, extra: Mapping[str, Any], flows: str) -> No
             "belongs to an interactive sign-in flow",
             f"remove it: scheduled tasks use a workload flow ({flows}), never a user's sign-in",
         )
+    for key in FLOW_KEYS:
+        name = text(extra, key)
+        if name is not None and name.lower().replace("-", "_") in INTERACTIVE_FLOWS:
+            raise ConnectionFieldError(
+                conn_id,
+                key,
+                f"names {name}, an interactive or user-delegated sign-in flow",
+                f"use a workload flow ({flows}); a scheduled task has no user to sign in",
+            )

@@ -7,6 +7,8 @@
 //      IDBT_OP_CLIENTS   JSON list of client metadata; extra per-client key `groups` (put in the tokens)
 //      IDBT_OP_RESOURCES JSON {"<resource indicator>": {"scope": "a b", "ttl": 600}}
 //      IDBT_OP_SUBJECT_ISSUER / IDBT_OP_SUBJECT_AUDIENCE   whose subject tokens the exchange accepts
+//      IDBT_OP_PATH_PREFIX  optional mount path, e.g. "/<tenant>/v2.0" for an Entra-style authority (msal)
+// A scope "<resource>/.default" (msal's client-credentials scope) selects that resource when none is given.
 // Test-only knob: POST /_test/faults {"status": 503, "count": 2, "retry_after": "0", "delay_ms": 0} makes the next
 // `count` token requests fail with `status` (or stall `delay_ms` first), like an overloaded IdP.
 // Prints one JSON line {"issuer": "..."} on stdout once listening; stops on SIGTERM/SIGINT.
@@ -35,7 +37,8 @@ const server = https.createServer({
   key: readFileSync(process.env.IDBT_OP_TLS_KEY),
 });
 await new Promise((resolve) => server.listen(port, host, resolve));
-const issuer = `https://${host}:${server.address().port}`;
+const prefix = (process.env.IDBT_OP_PATH_PREFIX ?? "").replace(/\/$/, "");
+const issuer = `https://${host}:${server.address().port}${prefix}`;
 
 // A fresh signing key per start: restarting on the same port is how the tests rotate it.
 const { privateKey } = await generateKeyPair("RS256", { extractable: true });
@@ -51,7 +54,12 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => undefined,
+      defaultResource: (ctx) => {
+        const scopes = String(ctx.oidc.params.scope ?? "").split(" ");
+        const dotDefault = scopes.find((s) => s.endsWith("/.default"));
+        const resource = dotDefault?.slice(0, -"/.default".length);
+        return resource && resources[resource] ? resource : undefined;
+      },
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, indicator) => {
         const known = resources[indicator];
@@ -136,6 +144,11 @@ provider.registerGrantType(TOKEN_EXCHANGE, tokenExchange, [
 let faults = { count: 0 };
 const app = provider.callback();
 server.on("request", (req, res) => {
+  if (prefix && req.url.startsWith(prefix)) {
+    // Mounted under a path: oidc-provider derives its endpoints' mount path from originalUrl.
+    req.originalUrl = req.url;
+    req.url = req.url.slice(prefix.length) || "/";
+  }
   if (req.method === "POST" && req.url === "/_test/faults") {
     let body = "";
     req.on("data", (chunk) => (body += chunk));
