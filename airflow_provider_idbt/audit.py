@@ -152,6 +152,11 @@ def _who(identity: Mapping[str, Any] | None) -> str:
     )
 
 
+def _indented(first: str, text: str) -> str:
+    """A multi-line message (dbt's errors are) kept inside its block."""
+    return first + text.replace("\n", "\n" + " " * 8)
+
+
 def render_text(audit: RunAudit) -> str:
     """Per model: identity → task and try → model → inputs and outputs → outcome."""
     lines = [f"DAG {audit.dag_id} run {audit.run_id}: {len(audit.models)} model task(s)"]
@@ -168,11 +173,12 @@ def render_text(audit: RunAudit) -> str:
             stage = f" ({t.stage})" if t.stage else ""
             lines.append(f"      outcome {t.outcome}{stage}{took}")
             if t.warehouse_message:
-                lines.append(f"      warehouse said: {t.warehouse_message}")
+                lines.append(_indented("      warehouse said: ", t.warehouse_message))
             if t.required:
                 lines.append(f"      required {', '.join(t.required)}; held {', '.join(t.held or ()) or '-'}")
             if t.error_message and not t.warehouse_message:
-                lines.append(f"      error {t.error_class}: {t.error_message}")
+                label = f"error {t.error_class}: " if t.error_class else "error: "
+                lines.append(_indented(f"      {label}", t.error_message))
         for problem in model.missing:
             lines.append(f"  trail incomplete: {problem}")
     verdict = "complete" if audit.complete else "INCOMPLETE"
