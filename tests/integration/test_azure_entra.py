@@ -27,6 +27,7 @@ from airflow_provider_idbt.identity.azure import AzureCredentialRejected, AzureE
 from airflow_provider_idbt.identity.azure_claims import clear_tenant_metadata
 from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
 from airflow_provider_idbt.identity.transport import RetryPolicy
+from tests.fixtures.aws_sts import GceMetadataServer, mint_from
 from tests.fixtures.entra_server import (
     APP_ROLES,
     CERT_APP,
@@ -42,6 +43,7 @@ from tests.fixtures.entra_server import (
     STRANGER,
     TENANT,
     TENANT_DOMAIN,
+    WORKLOADS,
     AzureTestbed,
     Fault,
     azure_testbed,
@@ -125,6 +127,29 @@ def test_azure_federated_token_file_variable(
     assert config.authority == f"{azure_testbed.entra.base}/{TENANT}"
     token = AzureExchanger(config, retry=FAST).fetch()
     assert token.identity.audience == (f"{POSTGRES}/",) and token.identity.principal == FEDERATED_APP
+
+
+def test_google_id_token_from_the_metadata_server(azure_testbed: AzureTestbed) -> None:
+    # Cloud Composer: the worker's service account ID token, for Entra's federation audience.
+    issuer = azure_testbed.issuer
+    metadata = GceMetadataServer(mint_from(issuer.url, RUNNER, WORKLOADS[RUNNER]["secret"]))
+    try:
+        extra = {"subject_token_source": "gce_metadata", "gce_metadata_url": metadata.base_url}
+        ex = exchanger(azure_testbed, subject_token_audience="api://AzureADTokenExchange", **extra)
+        assert ex.fetch().identity.principal == FEDERATED_APP
+        assert azure_testbed.entra.assertions[-1]["aud"] == "api://AzureADTokenExchange"
+        assert metadata.requests == 1
+    finally:
+        metadata.close()
+
+
+def test_aws_web_identity_token_file(
+    azure_testbed: AzureTestbed, token_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # EKS IRSA-style projected token with Entra's audience, named by AWS_WEB_IDENTITY_TOKEN_FILE.
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    ex = exchanger(azure_testbed, subject_token_source="aws_web_identity")
+    assert ex.fetch().identity.principal == FEDERATED_APP
 
 
 def test_certificate_credential(azure_testbed: AzureTestbed, caplog: pytest.LogCaptureFixture) -> None:
