@@ -110,7 +110,7 @@ _GOOGLE_FIELDS: dict[str, Any] = {
     "mode": {
         "label": "Mode",
         "description": "federation (default: the worker's subject token through Google STS) or environment (the "
-        "worker's own Google credentials, e.g. Cloud Composer's service account, impersonating `service_account`).",
+        "worker's own Google credentials, e.g. Cloud Composer's service account, impersonating `target_principal`).",
         "schema": {"type": ["string", "null"], "default": "federation"},
     },
     "audience": {
@@ -119,7 +119,7 @@ _GOOGLE_FIELDS: dict[str, Any] = {
         "workloadIdentityPools/<pool>/providers/<provider> (mode federation).",
         "schema": {"type": ["string", "null"]},
     },
-    "service_account": {
+    "target_principal": {
         "label": "Service account to impersonate",
         "description": "Email of the service account the tasks run as (optional in mode federation).",
         "schema": {"type": ["string", "null"]},

@@ -34,8 +34,9 @@ class GoogleWorkloadIdentityHook(IdentityHook):
     """Google workload identity federation (STS) and service-account impersonation through google-auth.
 
     :param identity_conn_id: id of an `idbt_google` connection: extras `audience` (the workload identity
-        provider), `service_account`, `delegates`, `scopes`, `subject_token_source` (`file` or `gce_metadata`),
-        `mode` (`federation` or `environment`), endpoint overrides; see docs/connections/google.md.
+        provider), `target_principal` (service account), `delegates`, `scopes`, `subject_token_source` (`file`
+        or `gce_metadata`), `mode` (`federation` or `environment`), endpoint overrides; see
+        docs/connections/google.md.
         ``get_token()`` gives an access token, ``get_id_token(audience)`` an ID token, ``get_credentials()``
         a google-auth credentials object for Google client libraries.
     """
@@ -107,7 +108,7 @@ class FederatedGoogleHookMixin:
             return super().get_credentials_and_project_id()  # type: ignore[misc]
         if self.impersonation_chain:
             raise ConfigurationError(
-                f"connection `{self.gcp_conn_id}` is an idbt_google connection: set its `service_account` "
+                f"connection `{self.gcp_conn_id}` is an idbt_google connection: set its `target_principal` "
                 "(and `delegates`) instead of the hook's impersonation_chain"
             )
         if self._cached_credentials is None:

@@ -38,7 +38,7 @@ _IAM_FIXES = {
         "(environment) on the service account to {principal} (see docs/connections/google.md)"
     ),
     "UNAUTHENTICATED": "the token from STS or the metadata server was not accepted; check the IAM Credentials endpoint",
-    "NOT_FOUND": "the service account does not exist; check `service_account`",
+    "NOT_FOUND": "the service account does not exist; check `target_principal`",
     "INVALID_ARGUMENT": "check `scopes`, `delegates` and `lifetime_seconds` (above 3600 needs an organisation policy)",
 }
 
@@ -221,7 +221,7 @@ class GoogleFederationExchanger:
         cfg = self.config
         if cfg.service_account is None:
             raise ConfigurationError(
-                f"connection `{cfg.conn_id}`: ID tokens are minted for a service account; set `service_account`"
+                f"connection `{cfg.conn_id}`: ID tokens are minted for a service account; set `target_principal`"
             )
 
         def mint(subject: SubjectToken | None) -> tuple[str, Credentials]:

@@ -108,7 +108,7 @@ def test_impersonation_chain_on_the_hook_is_refused(gcp_conn: tuple[str, Path]) 
     class Hook(FederatedGoogleHookMixin, GoogleBaseHook):
         pass
 
-    with pytest.raises(ConfigurationError, match="set its `service_account`"):
+    with pytest.raises(ConfigurationError, match="set its `target_principal`"):
         Hook(gcp_conn_id=gcp_conn[0], impersonation_chain=RUNNER_SA).get_credentials()
 
 
@@ -127,7 +127,7 @@ def test_doctor(google: GoogleSetup, gcp_conn: tuple[str, Path], monkeypatch: py
     assert f"subject token from token file {gcp_conn[1]}" in out
     assert gcp_conn[1].read_text().strip() not in out + err
     extra: dict[str, Any] = google.extra(subject_token_source="file", subject_token_file=str(gcp_conn[1]))
-    extra["service_account"] = "unbound@analytics-prod.iam.gserviceaccount.com"
+    extra["target_principal"] = "unbound@analytics-prod.iam.gserviceaccount.com"
     monkeypatch.setenv("AIRFLOW_CONN_IDBT_GCP_BAD", json.dumps({"conn_type": "idbt_google", "extra": extra}))
     code, out, err = doctor("idbt_gcp_bad")
     assert code == EXIT_PERMANENT and "PERMISSION_DENIED" in err and "roles/iam.workloadIdentityUser" in err

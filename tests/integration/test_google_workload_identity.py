@@ -79,7 +79,7 @@ def test_federation_and_impersonation(google: GoogleSetup, token_file: Path, cap
 
 
 def test_federation_without_impersonation(google: GoogleSetup, token_file: Path) -> None:
-    token = from_file(google, token_file, service_account="").fetch()
+    token = from_file(google, token_file, target_principal="").fetch()
     principal = f"principal:{google.workload.pool}/subject/{WORKLOAD}"
     assert token.identity.subject == token.identity.principal == principal
     assert token.identity.issuer == google.cloud.sts.url
@@ -136,10 +136,10 @@ def test_delegation_chain(google: GoogleSetup, token_file: Path) -> None:
     final = "dbt-final@analytics-prod.iam.gserviceaccount.com"
     google.cloud.grant(middle, "roles/iam.workloadIdentityUser", f"principalSet:{google.workload.pool}/*")
     google.cloud.grant(final, "roles/iam.serviceAccountTokenCreator", f"serviceAccount:{middle}")
-    token = from_file(google, token_file, service_account=final, delegates=middle).fetch()
+    token = from_file(google, token_file, target_principal=final, delegates=middle).fetch()
     assert google.cloud.issued(token.reveal()).principal == f"serviceAccount:{final}"  # type: ignore[union-attr]
     with pytest.raises(GoogleRefused, match="PERMISSION_DENIED"):
-        from_file(google, token_file, service_account=final).fetch()  # no direct binding on the final account
+        from_file(google, token_file, target_principal=final).fetch()  # no direct binding on the final account
 
 
 # -- subject token problems: STS verifies against the issuer's JWKS ------------------------------------------------
@@ -256,7 +256,7 @@ def test_missing_iam_binding_is_permission_denied(google: GoogleSetup, token_fil
     with pytest.raises(
         GoogleRefused, match=r"PERMISSION_DENIED: Permission 'iam.serviceAccounts.getAccessToken'"
     ) as info:
-        from_file(google, token_file, service_account=other).fetch()
+        from_file(google, token_file, target_principal=other).fetch()
     message = str(info.value)
     assert f"principal:{google.workload.pool}/subject/{WORKLOAD}" in message  # who needs the binding
     assert not info.value.retryable

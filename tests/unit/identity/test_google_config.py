@@ -16,7 +16,7 @@ SA = "dbt-prod@analytics-prod.iam.gserviceaccount.com"
 
 
 def config(**extra: Any) -> GoogleFederationConfig:
-    base = {"audience": AUDIENCE, "service_account": SA, "subject_token_file": "/var/run/token"}
+    base = {"audience": AUDIENCE, "target_principal": SA, "subject_token_file": "/var/run/token"}
     return GoogleFederationConfig.from_connection("g", None, None, base | extra)
 
 
@@ -57,14 +57,14 @@ def test_endpoint_overrides_and_subject_check() -> None:
     [
         ({"audience": "projects/1/pools/x"}, "audience"),
         ({"audience": None}, "audience"),
-        ({"service_account": "someone@gmail.com"}, "service_account"),
+        ({"target_principal": "someone@gmail.com"}, "target_principal"),
         ({"sts_endpoint": "http://sts.example.test"}, "sts_endpoint"),
         ({"lifetime_seconds": 60}, "lifetime_seconds"),
         ({"mode": "magic"}, "mode"),
         ({"keyfile_dict": "{}"}, "keyfile_dict"),
         ({"subject_token_file": None}, "subject_token_source"),
-        ({"mode": "environment", "service_account": None}, "service_account"),
-        ({"delegates": "hop-one@p1.iam.gserviceaccount.com", "service_account": None}, "delegates"),
+        ({"mode": "environment", "target_principal": None}, "target_principal"),
+        ({"delegates": "hop-one@p1.iam.gserviceaccount.com", "target_principal": None}, "delegates"),
         ({"universe_domain": "not a domain"}, "universe_domain"),
         ({"refresh_token": "x"}, "refresh_token"),
     ],
@@ -93,3 +93,15 @@ def test_google_auth_is_not_imported_at_dag_parse_time() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_identity_field_is_hidden_by_airflows_masker() -> None:
+    # Airflow masks extras whose key names look sensitive; the identity's own fields must stay readable in logs.
+    from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
+
+    from airflow_provider_idbt.get_provider_info import get_provider_info
+
+    entry = next(c for c in get_provider_info()["connection-types"] if c["connection-type"] == "idbt_google")
+    own = {"mode", "audience", "target_principal", "delegates", "scopes", "project_id", "groups"}
+    assert own <= set(entry["conn-fields"])
+    assert not [key for key in own if should_hide_value_for_key(key)]
