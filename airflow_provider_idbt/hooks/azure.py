@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import timedelta
 
-from airflow_provider_idbt.hooks.base import IdentityHook
+from airflow_provider_idbt.hooks.base import TOKEN_CACHE, IdentityHook
 from airflow_provider_idbt.identity.azure import AzureExchanger
 from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
 from airflow_provider_idbt.identity.token import FederatedToken
@@ -48,11 +48,13 @@ class AzureIdentityHook(IdentityHook):
         self._min_ttl = min_ttl if isinstance(min_ttl, timedelta) else timedelta(seconds=min_ttl)
         return super().get_token(min_ttl)
 
-    def refresh_token(self, min_ttl: timedelta | int = 300) -> FederatedToken:
-        # msal would hand back the token the warehouse just rejected: ask Entra for a new one.
+    def refresh_token(self, min_ttl: timedelta | int = 300, *, scopes: Sequence[str] | None = None) -> FederatedToken:
+        """A new token after the warehouse rejected one: past our cache and msal's, which would return the same."""
+        self._scopes = tuple(scopes or ())
+        TOKEN_CACHE.invalidate(self._cache_key(self.get_config()))
         self._fresh = True
         try:
-            return super().refresh_token(min_ttl)
+            return self.get_token(min_ttl, scopes=scopes)
         finally:
             self._fresh = False
 

@@ -385,3 +385,33 @@ def test_unknown_tenant(azure_testbed: AzureTestbed, token_file: Path) -> None:
 
 def test_jwks_clients_are_shared() -> None:
     assert claims_module.jwks_client("https://a.test/keys") is claims_module.jwks_client("https://a.test/keys")
+
+
+def test_hook_and_doctor(azure_testbed: AzureTestbed, token_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from airflow.sdk.log import redact
+
+    from airflow_provider_idbt.doctor import run_doctor
+    from airflow_provider_idbt.hooks import identity_hook_for
+    from airflow_provider_idbt.hooks.base import TOKEN_CACHE
+
+    extra = {"tenantId": TENANT, "authority_host": azure_testbed.entra.base, "warehouse": "azure_sql"}
+    conn = {"conn_type": "idbt_azure", "login": FEDERATED_APP, "extra": extra | {"subject_token_file": str(token_file)}}
+    monkeypatch.setenv("AIRFLOW_CONN_IDBT_TEST_AZURE", json.dumps(conn))
+    TOKEN_CACHE.clear()
+    hook = identity_hook_for("idbt_test_azure")
+    token = hook.get_token(min_ttl=600)
+    assert hook.get_token(min_ttl=600) is token  # our cache
+    pg = hook.get_token(min_ttl=600, scopes=[f"{POSTGRES}/.default"])  # type: ignore[call-arg]
+    assert pg.identity.audience == (f"{POSTGRES}/",)
+    before = azure_testbed.entra.token_requests
+    refreshed = hook.refresh_token(min_ttl=600)
+    assert refreshed != token and azure_testbed.entra.token_requests == before + 1  # not msal's cached copy
+    for secret in (token.reveal(), pg.reveal(), token_file.read_text().strip()):
+        assert secret not in str(redact(f"value={secret}"))
+    out, err = io.StringIO(), io.StringIO()
+    assert run_doctor("idbt_test_azure", out=out, err=err) == 0, err.getvalue()
+    report = out.getvalue()
+    assert azure_testbed.app(FEDERATED_APP).object_id in report and "analytics.engineer" in report
+    assert f"tid          {TENANT}" in report and token.reveal() not in report
