@@ -97,7 +97,10 @@ def test_google_auth_is_not_imported_at_dag_parse_time() -> None:
 
 def test_no_identity_field_is_hidden_by_airflows_masker() -> None:
     # Airflow masks extras whose key names look sensitive; the identity's own fields must stay readable in logs.
-    from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
+    try:
+        from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+    except ImportError:  # Airflow 3.1
+        from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
 
     from airflow_provider_idbt.get_provider_info import get_provider_info
 
