@@ -100,7 +100,7 @@ def test_no_identity_field_is_hidden_by_airflows_masker() -> None:
     try:
         from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
     except ImportError:  # Airflow 3.1
-        from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
+        from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key  # type: ignore[no-redef]
 
     from airflow_provider_idbt.get_provider_info import get_provider_info
 
