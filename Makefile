@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dbt,duckdb,postgres,aws,google,azure,dev
+EXTRAS ?= dbt,duckdb,postgres,aws,google,azure,openlineage,dev
 CONSTRAINTS ?= constraints.txt
 # The lowest supported Airflow gets its own virtualenv and constraints; CI runs the core of the suite on it.
 LOWEST_AIRFLOW := 3.1
