@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.runner import SubprocessRunner
     from airflow_provider_idbt.events import RunKeys
     from airflow_provider_idbt.identity.token import FederatedToken
+    from airflow_provider_idbt.operators.run_events import ModelRunEvents
 
 
 def to_airflow_error(error: IdbtError) -> AirflowException:
@@ -133,46 +134,38 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     # -- Airflow entry points ------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_idbt import events
         from airflow_provider_idbt.dbt.failures import may_refresh_and_rerun
+        from airflow_provider_idbt.events import RunKeys
+        from airflow_provider_idbt.operators.run_events import ModelRunEvents
 
-        keys = events.RunKeys.from_task_instance(context["ti"])
+        keys = RunKeys.from_task_instance(context["ti"])
         spec = self._load_model()
-        token = self._fetch_token(keys, spec)
-        model_fields = self.idbt_model_fields(spec)
-        self._emit_token_issued(keys, token, model_fields)
-        access = self._preflight(keys, spec, token, model_fields)
-        events.emit(
-            self.log,
-            events.build_event(
-                "model_run",
-                keys,
-                identity=token.identity,
-                model=model_fields,
-                phase="start",
-            ),
-        )
+        trail = ModelRunEvents(self.log, keys, self.idbt_model_fields(spec))
+        token = self._fetch_token(trail)
+        trail.token_issued(token)
+        access = self._preflight(trail, spec, token)
+        trail.started(token)
         started = time.monotonic()
         refreshed = False
         while True:
             try:
                 result, log = self._run_dbt(spec, token, access, keys)
             except IdbtError as error:
-                self._emit_end(keys, token, model_fields, "error", time.monotonic() - started, error)
+                trail.ended(token, "error", time.monotonic() - started, error)
                 raise to_airflow_error(error) from None
             if refreshed or not may_refresh_and_rerun(result, log, self._adapter_type()):
                 break
             # The warehouse refused the token before any statement of the model ran: nothing to undo, so
             # one fresh token and one more run; a second refusal fails the try (retryable).
-            self._emit_auth_failure(keys, spec, token, result, log, action="refresh_token")
-            token = self._fetch_token(keys, spec, refresh=True)
-            self._emit_token_issued(keys, token, model_fields, reason="refresh")
+            self._warehouse_auth_failure(trail, token, result, log, action="refresh_token")
+            token = self._fetch_token(trail, refresh=True)
+            trail.token_issued(token, reason="refresh")
             refreshed = True
         duration = round(time.monotonic() - started, 3)
         node = result.for_model(spec.unique_id)
         status = node.status if node is not None else result.status
         if result.status == "success":
-            self._emit_end(keys, token, model_fields, "success", duration, None)
+            trail.ended(token, "success", duration, None)
             return {
                 "model": spec.unique_id,
                 "relation": spec.output,
@@ -184,10 +177,10 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             }
         failure = self._classify(spec, token, result, log, refreshed)
         if isinstance(failure, PermissionMismatch):
-            self._emit_permission_mismatch(keys, token, model_fields, failure, stage="warehouse")
+            trail.permission_mismatch(token, failure, stage="warehouse")
         elif isinstance(failure, WarehouseAuthFailed):
-            self._emit_auth_failure(keys, spec, token, result, log, action="retry_task")
-        self._emit_end(keys, token, model_fields, status or "error", duration, failure)
+            self._warehouse_auth_failure(trail, token, result, log, action="retry_task")
+        trail.ended(token, status or "error", duration, failure)
         raise to_airflow_error(failure)
 
     def on_kill(self) -> None:
@@ -229,8 +222,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         except PackageNotFoundError:
             return None
 
-    def _fetch_token(self, keys: RunKeys, spec: ModelSpec, *, refresh: bool = False) -> FederatedToken:
-        from airflow_provider_idbt import events
+    def _fetch_token(self, trail: ModelRunEvents, *, refresh: bool = False) -> FederatedToken:
         from airflow_provider_idbt.hooks import identity_hook_for
 
         try:
@@ -239,20 +231,10 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 return hook.refresh_token(min_ttl=self.min_token_ttl)
             return hook.get_token(min_ttl=self.min_token_ttl)
         except IdbtError as error:
-            events.emit(
-                self.log,
-                events.build_event(
-                    "auth_failure",
-                    keys,
-                    model=self.idbt_model_fields(spec),
-                    connection=self.identity_conn_id,
-                    error_class=type(error).__name__,
-                    error_message=str(error),
-                ),
-            )
+            trail.auth_failure(None, self.identity_conn_id, type(error).__name__, str(error))
             raise to_airflow_error(error) from None
 
-    def _preflight(self, keys: RunKeys, spec: ModelSpec, token: FederatedToken, model_fields: dict[str, Any]) -> Access:
+    def _preflight(self, trail: ModelRunEvents, spec: ModelSpec, token: FederatedToken) -> Access:
         """Check the model's ``meta.idbt`` against the identity before any warehouse connection is opened."""
         from airflow_provider_idbt.dbt.permissions import ModelRequirements, check_access
         from airflow_provider_idbt.hooks.role_mapping import load_role_mapping
@@ -268,7 +250,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 need_warehouse_role=self.warehouse_role_from_identity,
             )
         except PermissionMismatch as mismatch:
-            self._emit_permission_mismatch(keys, token, model_fields, mismatch, stage="preflight")
+            trail.permission_mismatch(token, mismatch, stage="preflight")
             raise to_airflow_error(mismatch) from None
         except IdbtError as error:
             raise to_airflow_error(error) from None
@@ -351,104 +333,20 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
 
         return failure_for(spec.unique_id, token.identity, result, log, self._adapter_type(), refreshed=refreshed)
 
-    def _emit_token_issued(
-        self, keys: RunKeys, token: FederatedToken, model_fields: dict[str, Any], reason: str | None = None
+    def _warehouse_auth_failure(
+        self, trail: ModelRunEvents, token: FederatedToken, result: RunResult, log: DbtLogSummary, *, action: str
     ) -> None:
-        from airflow_provider_idbt import events
-
-        events.emit(
-            self.log,
-            events.build_event(
-                "token_issued",
-                keys,
-                identity=token.identity,
-                model=model_fields,
-                audience=list(token.audience),
-                expires_at=token.expires_at.isoformat(timespec="seconds"),
-                reason=reason,
-            ),
-        )
-
-    def _emit_permission_mismatch(
-        self,
-        keys: RunKeys,
-        token: FederatedToken,
-        model_fields: dict[str, Any],
-        mismatch: PermissionMismatch,
-        *,
-        stage: str,
-    ) -> None:
-        from airflow_provider_idbt import events
-
-        events.emit(
-            self.log,
-            events.build_event(
-                "permission_mismatch",
-                keys,
-                identity=token.identity,
-                model=model_fields,
-                stage=stage,
-                required=list(mismatch.required),
-                held=list(mismatch.held),
-                warehouse_message=mismatch.warehouse_message,
-                error_message=str(mismatch),
-            ),
-        )
-
-    def _emit_auth_failure(
-        self,
-        keys: RunKeys,
-        spec: ModelSpec,
-        token: FederatedToken,
-        result: RunResult,
-        log: DbtLogSummary,
-        *,
-        action: str,
-    ) -> None:
-        from airflow_provider_idbt import events
         from airflow_provider_idbt.dbt.results import failure_messages, warehouse_message
 
         said = warehouse_message(failure_messages(result, log.messages), "auth", self._adapter_type())
-        events.emit(
-            self.log,
-            events.build_event(
-                "auth_failure",
-                keys,
-                identity=token.identity,
-                model=self.idbt_model_fields(spec),
-                connection=self.identity_conn_id,
-                stage="warehouse",
-                action=action,
-                model_statements=log.model_statements,
-                error_class="WarehouseAuthFailed",
-                error_message=said or result.message,
-            ),
-        )
-
-    def _emit_end(
-        self,
-        keys: RunKeys,
-        token: FederatedToken,
-        model_fields: dict[str, Any],
-        status: str,
-        duration: float,
-        error: BaseException | None,
-    ) -> None:
-        from airflow_provider_idbt import events
-
-        events.emit(
-            self.log,
-            events.build_event(
-                "model_run",
-                keys,
-                identity=token.identity,
-                model=model_fields,
-                phase="end",
-                status=status,
-                duration_s=round(duration, 3),
-                error_class=type(error).__name__ if error else None,
-                error_message=str(error) if error else None,
-            ),
+        trail.auth_failure(
+            token,
+            self.identity_conn_id,
+            "WarehouseAuthFailed",
+            said or result.message,
+            stage="warehouse",
+            action=action,
+            model_statements=log.model_statements,
         )
 
     def _log_dbt_line(self, line: str) -> None:
@@ -459,7 +357,3 @@ def _default_python() -> str:
     import sys
 
     return sys.executable
-
-
-def _model_event_fields(spec: ModelSpec) -> dict[str, Any]:
-    return {"unique_id": spec.unique_id, "inputs": list(spec.inputs), "outputs": [spec.output]}

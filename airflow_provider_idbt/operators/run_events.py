@@ -1,0 +1,72 @@
+"""ModelRunEvents: the idbt.event/1 lines one model task writes, bound to its run keys and model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_idbt import events
+from airflow_provider_idbt.errors import PermissionMismatch
+from airflow_provider_idbt.events import RunKeys
+from airflow_provider_idbt.identity.token import FederatedToken
+
+
+@dataclass(frozen=True)
+class ModelRunEvents:
+    """Writes the operator's events for one try; every method is one event line, never a secret."""
+
+    logger: Any
+    keys: RunKeys
+    model: Mapping[str, Any]
+
+    def _emit(self, kind: str, token: FederatedToken | None, **fields: Any) -> None:
+        identity = token.identity if token is not None else None
+        events.emit(self.logger, events.build_event(kind, self.keys, identity=identity, model=self.model, **fields))
+
+    def token_issued(self, token: FederatedToken, reason: str | None = None) -> None:
+        self._emit(
+            "token_issued",
+            token,
+            audience=list(token.audience),
+            expires_at=token.expires_at.isoformat(timespec="seconds"),
+            reason=reason,
+        )
+
+    def started(self, token: FederatedToken) -> None:
+        self._emit("model_run", token, phase="start")
+
+    def ended(self, token: FederatedToken, status: str, duration: float, error: BaseException | None) -> None:
+        self._emit(
+            "model_run",
+            token,
+            phase="end",
+            status=status,
+            duration_s=round(duration, 3),
+            error_class=type(error).__name__ if error else None,
+            error_message=str(error) if error else None,
+        )
+
+    def permission_mismatch(self, token: FederatedToken, mismatch: PermissionMismatch, *, stage: str) -> None:
+        self._emit(
+            "permission_mismatch",
+            token,
+            stage=stage,
+            required=list(mismatch.required),
+            held=list(mismatch.held),
+            warehouse_message=mismatch.warehouse_message,
+            error_message=str(mismatch),
+        )
+
+    def auth_failure(
+        self, token: FederatedToken | None, connection: str, error_class: str, error_message: str, **fields: Any
+    ) -> None:
+        """No token could be had (``token`` None), or the warehouse refused the one this try had."""
+        self._emit(
+            "auth_failure",
+            token,
+            connection=connection,
+            error_class=error_class,
+            error_message=error_message,
+            **fields,
+        )
