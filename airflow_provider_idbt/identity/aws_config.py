@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -13,8 +12,6 @@ from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
 from airflow_provider_idbt.identity.sources import SOURCE_KEYS, SubjectTokenSource, source_from_extra
 from airflow_provider_idbt.identity.subject_check import SubjectTokenCheck
-
-log = logging.getLogger(__name__)
 
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$")
@@ -67,12 +64,14 @@ class AwsWebIdentityConfig:
                     "holds an access key, which this connection type never uses",
                     "remove it: the worker's web identity is exchanged for short-lived credentials",
                 )
-        for name in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
-            if name in extra:
-                raise ConnectionFieldError(conn_id, name, "is a long-lived key", "remove it; give role_arn instead")
-        unknown = sorted(set(extra) - KNOWN_KEYS)
-        if unknown:
-            log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))
+        fields.refuse_keys(
+            conn_id,
+            extra,
+            ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"),
+            "is a long-lived key",
+            "remove it; give role_arn instead",
+        )
+        fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
 
         role_arn = fields.text(extra, "role_arn")
         if role_arn is None or not ROLE_ARN.match(role_arn):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Mapping
@@ -23,8 +22,6 @@ from airflow_provider_idbt.identity.azure_clouds import (
 from airflow_provider_idbt.identity.secret import Secret
 from airflow_provider_idbt.identity.sources import SOURCE_KEYS, SubjectTokenSource, source_from_extra
 from airflow_provider_idbt.identity.subject_check import CHECK_KEYS, SubjectTokenCheck
-
-log = logging.getLogger(__name__)
 
 CREDENTIALS = ("federated", "certificate", "client_secret")
 FLOWS = "client credentials with a federated assertion, a certificate or a client secret"
@@ -107,14 +104,14 @@ class AzureIdentityConfig:
     ) -> AzureIdentityConfig:
         """Validate Airflow connection fields; every problem is a :class:`ConnectionFieldError`."""
         fields.refuse_interactive(conn_id, extra, FLOWS)
-        for name in ("client_secret", "certificate_data", "private_key"):
-            if name in extra:
-                raise ConnectionFieldError(
-                    conn_id, name, "must not be in extra", "put it in the password field, which Airflow encrypts"
-                )
-        unknown = sorted(set(extra) - KNOWN_KEYS)
-        if unknown:
-            log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))
+        fields.refuse_keys(
+            conn_id,
+            extra,
+            ("client_secret", "certificate_data", "private_key"),
+            "must not be in extra",
+            "put it in the password field, which Airflow encrypts",
+        )
+        fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
 
         cloud = _cloud(conn_id, extra)
         tenant_id = _tenant(conn_id, extra)

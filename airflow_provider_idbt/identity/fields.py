@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -66,6 +67,9 @@ INTERACTIVE_FLOWS = frozenset(
     }
 )
 FLOW_KEYS = ("grant_type", "flow", "auth_flow", "auth_type", "credential", "authentication")
+
+
+log = logging.getLogger(__name__)
 
 
 def is_loopback(hostname: str | None) -> bool:
@@ -161,3 +165,17 @@ def refuse_interactive(conn_id: str, extra: Mapping[str, Any], flows: str) -> No
                 f"names {name}, an interactive or user-delegated sign-in flow",
                 f"use a workload flow ({flows}); a scheduled task has no user to sign in",
             )
+
+
+def refuse_keys(conn_id: str, extra: Mapping[str, Any], names: tuple[str, ...], problem: str, fix: str) -> None:
+    """Extras that would store a credential this connection type must never hold are refused by name."""
+    for name in names:
+        if name in extra:
+            raise ConnectionFieldError(conn_id, name, problem, fix)
+
+
+def warn_unknown(conn_id: str, extra: Mapping[str, Any], known: frozenset[str] | set[str]) -> None:
+    """Unknown extras are kept working (Airflow adds its own) but named, since a typo would be silently ignored."""
+    unknown = sorted(set(extra) - set(known))
+    if unknown:
+        log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from airflow_provider_idbt.identity.sources import (
     source_from_extra,
 )
 from airflow_provider_idbt.identity.subject_check import SubjectTokenCheck
-
-log = logging.getLogger(__name__)
 
 DEFAULT_UNIVERSE = "googleapis.com"
 CLOUD_PLATFORM_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -141,14 +138,14 @@ class GoogleFederationConfig:
                 raise ConnectionFieldError(
                     conn_id, name, "is set, but this connection type stores no credential", "remove it"
                 )
-        for name in ("keyfile_dict", "key_path", "private_key", "credential_config_file"):
-            if name in extra:
-                raise ConnectionFieldError(
-                    conn_id, name, "is a long-lived key or a credential file", "remove it; give `audience` instead"
-                )
-        unknown = sorted(set(extra) - KNOWN_KEYS)
-        if unknown:
-            log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))
+        fields.refuse_keys(
+            conn_id,
+            extra,
+            ("keyfile_dict", "key_path", "private_key", "credential_config_file"),
+            "is a long-lived key or a credential file",
+            "remove it; give `audience` instead",
+        )
+        fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
 
         mode = fields.text(extra, "mode") or "federation"
         if mode not in MODES:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +18,6 @@ from airflow_provider_idbt.identity.client_auth import (
 from airflow_provider_idbt.identity.secret import Secret
 from airflow_provider_idbt.identity.sources import SOURCE_KEYS, SubjectTokenSource, source_from_extra
 from airflow_provider_idbt.identity.subject_check import SubjectTokenCheck
-
-log = logging.getLogger(__name__)
 
 AUDIENCE_PARAMS = ("audience", "resource")
 TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -110,9 +107,7 @@ class OidcClientConfig:
                 "must not be in extra",
                 "move it to the password field, which Airflow encrypts and masks",
             )
-        unknown = sorted(set(extra) - KNOWN_KEYS)
-        if unknown:
-            log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))
+        fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
 
         issuer = fields.text(extra, "issuer") or (host or "").strip()
         if not issuer:
