@@ -1,0 +1,1 @@
+"""Benchmarks of airflow-provider-idbt: scripts that print figures and write docs/performance.md (never tests)."""

@@ -1,0 +1,212 @@
+"""Generate a layered synthetic dbt project for DuckDB (seeds, staging views, intermediate and mart tables)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_NAME = "idbt_bench"
+PROFILE_NAME = "idbt_bench"
+DUCKDB_ENV = "IDBT_DUCKDB_PATH"
+SEEDS = ("raw_customers", "raw_orders", "raw_payments")
+_SEED_ROWS = 200
+# The line the operator asks projects to carry, so the benchmark pays what a real project pays for it.
+_QUERY_COMMENT = "query-comment: \"{{ env_var('IDBT_QUERY_COMMENT', '') }}\""
+
+
+@dataclass(frozen=True)
+class SyntheticProject:
+    """A generated project: its directory (profiles.yml included), its DuckDB file and its model names."""
+
+    project_dir: Path
+    duckdb_path: Path
+    models: tuple[str, ...]
+    layers: dict[str, tuple[str, ...]]
+
+    @property
+    def profiles_dir(self) -> Path:
+        return self.project_dir
+
+    @property
+    def target_dir(self) -> Path:
+        return self.project_dir / "target"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.target_dir / "manifest.json"
+
+    def env(self) -> dict[str, str]:
+        """A clean environment for dbt: no inherited DBT_* settings, no usage stats, this project's DuckDB file."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
+        env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"})
+        env[DUCKDB_ENV] = str(self.duckdb_path)
+        return env
+
+
+def layer_sizes(n: int) -> tuple[int, int, int]:
+    """Staging, intermediate and mart counts for ``n`` models (about 40/35/25 %, at least one each)."""
+    if n < 3:
+        raise ValueError("a layered project needs at least 3 models")
+    staging = max(1, round(n * 0.4))
+    intermediate = max(1, round(n * 0.35))
+    marts = n - staging - intermediate
+    if marts < 1:
+        intermediate -= 1 - marts
+        marts = 1
+    return staging, intermediate, marts
+
+
+def _seed_csv(name: str) -> str:
+    rows = ["id,customer_id,amount,status,created_at"]
+    for i in range(1, _SEED_ROWS + 1):
+        status = ("placed", "shipped", "returned", "completed")[i % 4]
+        rows.append(f"{i},{(i * 7) % 50 + 1},{(i * 13) % 97 + 0.5},{status},2026-01-{i % 28 + 1:02d}")
+    return "\n".join(rows) + "\n"
+
+
+def _staging_sql(index: int) -> str:
+    seed = SEEDS[index % len(SEEDS)]
+    return (
+        "select\n    id,\n    customer_id,\n    amount,\n    status,\n    cast(created_at as date) as created_on,\n"
+        f"    {index} as source_variant\nfrom {{{{ ref('{seed}') }}}}\nwhere id % {index % 5 + 2} <> 0\n"
+    )
+
+
+def _intermediate_sql(index: int, staging: list[str]) -> str:
+    left = staging[index % len(staging)]
+    right = staging[(index * 3 + 1) % len(staging)]
+    return (
+        "select\n    a.customer_id,\n    a.created_on,\n    count(*) as n_rows,\n    sum(a.amount) as amount,\n"
+        "    sum(b.amount) as matched_amount\n"
+        f"from {{{{ ref('{left}') }}}} as a\n"
+        f"left join {{{{ ref('{right}') }}}} as b on b.id = a.id\n"
+        "group by a.customer_id, a.created_on\n"
+    )
+
+
+def _mart_sql(index: int, intermediate: list[str]) -> str:
+    parents = sorted({intermediate[(index + k * 5) % len(intermediate)] for k in range(3)})
+    unions = "\n    union all\n".join(
+        f"    select customer_id, created_on, amount from {{{{ ref('{p}') }}}}" for p in parents
+    )
+    return (
+        "with unioned as (\n"
+        f"{unions}\n)\n"
+        "select customer_id, count(*) as days_active, sum(amount) as total_amount\n"
+        "from unioned\ngroup by customer_id\n"
+    )
+
+
+def _schema_yml(names: list[str], described: str) -> str:
+    lines = ["version: 2", "", "models:"]
+    for name in names:
+        lines += [
+            f"  - name: {name}",
+            f"    description: {described} model {name} of the synthetic benchmark project",
+            "    columns:",
+            "      - name: customer_id",
+            "        data_tests: [not_null]",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def generate(root: Path, n: int) -> SyntheticProject:
+    """Write a project with ``n`` models under ``root`` (created) and return it; no dbt command is run."""
+    n_stg, n_int, n_mart = layer_sizes(n)
+    stg = [f"stg_{i:04d}" for i in range(n_stg)]
+    inter = [f"int_{i:04d}" for i in range(n_int)]
+    marts = [f"mart_{i:04d}" for i in range(n_mart)]
+    project = root
+    for sub in ("seeds", "models/staging", "models/intermediate", "models/marts"):
+        (project / sub).mkdir(parents=True, exist_ok=True)
+    (project / "dbt_project.yml").write_text(
+        f"name: {PROJECT_NAME}\nversion: '1.0.0'\nconfig-version: 2\nprofile: {PROFILE_NAME}\n"
+        f"{_QUERY_COMMENT}\n"
+        "model-paths: [models]\nseed-paths: [seeds]\ntarget-path: target\n"
+        f"models:\n  {PROJECT_NAME}:\n    staging:\n      +materialized: view\n"
+        "    intermediate:\n      +materialized: table\n    marts:\n      +materialized: table\n"
+    )
+    (project / "profiles.yml").write_text(
+        f"{PROFILE_NAME}:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
+        f"      path: \"{{{{ env_var('{DUCKDB_ENV}') }}}}\"\n      threads: 1\n"
+    )
+    for seed in SEEDS:
+        (project / "seeds" / f"{seed}.csv").write_text(_seed_csv(seed))
+    for i, name in enumerate(stg):
+        (project / "models/staging" / f"{name}.sql").write_text(_staging_sql(i))
+    for i, name in enumerate(inter):
+        (project / "models/intermediate" / f"{name}.sql").write_text(_intermediate_sql(i, stg))
+    for i, name in enumerate(marts):
+        (project / "models/marts" / f"{name}.sql").write_text(_mart_sql(i, inter))
+    (project / "models/staging/schema.yml").write_text(_schema_yml(stg, "staging"))
+    (project / "models/intermediate/schema.yml").write_text(_schema_yml(inter, "intermediate"))
+    (project / "models/marts/schema.yml").write_text(_schema_yml(marts, "mart"))
+    return SyntheticProject(
+        project_dir=project,
+        duckdb_path=project / "warehouse.duckdb",
+        models=(*stg, *inter, *marts),
+        layers={"staging": tuple(stg), "intermediate": tuple(inter), "marts": tuple(marts)},
+    )
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else "dbt"
+
+
+def dbt_command(project: SyntheticProject, *args: str) -> list[str]:
+    """argv of the dbt CLI for ``project`` (its own profiles.yml)."""
+    return [
+        dbt_executable(),
+        *args,
+        "--project-dir",
+        str(project.project_dir),
+        "--profiles-dir",
+        str(project.profiles_dir),
+    ]
+
+
+def run_dbt(project: SyntheticProject, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run the dbt CLI in the project directory; raise with dbt's output on failure; return stdout."""
+    proc = subprocess.run(
+        dbt_command(project, *args),
+        cwd=project.project_dir,
+        env=env or project.env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"dbt {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr}")
+    return proc.stdout
+
+
+def prepare(root: Path, n: int, *, seed: bool = True) -> SyntheticProject:
+    """Generate, ``dbt parse`` (manifest + partial parse file) and optionally ``dbt seed`` a project."""
+    project = generate(root, n)
+    run_dbt(project, "parse", "--quiet")
+    if seed:
+        run_dbt(project, "seed", "--quiet")
+    return project
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", "--models", type=int, default=50)
+    parser.add_argument("--dir", help="where to write the project (default: a new temporary directory)")
+    parser.add_argument("--parse", action="store_true", help="also run dbt parse and dbt seed")
+    args = parser.parse_args(argv)
+    root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="idbt-bench-")) / PROJECT_NAME
+    project = prepare(root, args.models) if args.parse else generate(root, args.models)
+    sizes = {layer: len(names) for layer, names in project.layers.items()}
+    print(f"{len(project.models)} models {sizes} in {project.project_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
