@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
+from airflow_provider_idbt.dbt.profiles import project_profile_name, render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
 from bench.measure import Sample, Series, load_average, table, timed
 from bench.synthetic_project import DUCKDB_ENV, PROJECT_NAME, SyntheticProject, dbt_command, prepare
@@ -65,7 +65,14 @@ class Bench:
         self.deployed = work / "deployed_target"
         shutil.copytree(project.target_dir, self.deployed)
         self.generated_profiles = write_profiles_dir(
-            render_profile("duckdb", {"path": str(project.duckdb_path)}, "idbt", "idbt"), work / "generated_profiles"
+            # As the operator generates it: named after the project's profile, so no --profile/--target flag.
+            render_profile(
+                "duckdb",
+                {"path": str(project.duckdb_path)},
+                project_profile_name(project.project_dir) or "idbt",
+                "idbt",
+            ),
+            work / "generated_profiles",
         )
         self._runs = 0
 
@@ -95,8 +102,6 @@ class Bench:
         invocation = DbtInvocation(
             project_dir=str(self.project.project_dir),
             profiles_dir=str(self.generated_profiles if generated_profile else self.project.profiles_dir),
-            profile_name="idbt" if generated_profile else None,
-            target="idbt" if generated_profile else None,
             select=f"fqn:{PROJECT_NAME}.{_layer_dir(model)}.{model},package:{PROJECT_NAME}",
             target_path=str(workdir / "target"),
             log_path=str(workdir / "logs"),
@@ -147,7 +152,7 @@ def run(n: int = 30, sample_size: int = 8, full_runs: int = 3) -> dict[str, Any]
             "b": Method("b", "one `dbt run --select <model>` CLI process per model (cosmos-style local)"),
             "c": Method("c", "idbt SubprocessRunner per model, no partial parse file"),
             "d": Method("d", "idbt SubprocessRunner per model, `partial_parse_from` (operator default)"),
-            "d2": Method("d2", "as (d), with a generated profile (`profile_args`: --profile/--target idbt)"),
+            "d2": Method("d2", "as (d), with a generated profile (`profile_args`, as the operator writes it)"),
         }
         per_model: dict[str, Callable[[str], tuple[Sample, float | None, bool]]] = {
             "b": lambda m: bench.cli("run", "--select", m),

@@ -153,11 +153,20 @@ def declared_adapter_type(
     since rendering would need dbt and the environment of the dbt process.
     """
     try:
-        project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text()) or {}
         profiles = yaml.safe_load((Path(profiles_dir) / "profiles.yml").read_text()) or {}
-        profile = profiles[profile_name or project["profile"]]
+        profile = profiles[profile_name or project_profile_name(project_dir)]
         output = profile["outputs"][target or profile["target"]]
         adapter = output["type"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return adapter if isinstance(adapter, str) and "{" not in adapter else None
+
+
+def project_profile_name(project_dir: str | os.PathLike[str]) -> str | None:
+    """The `profile:` a dbt project names in dbt_project.yml (None when absent or unreadable)."""
+    try:
+        project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    name = project.get("profile") if isinstance(project, dict) else None
+    return name if isinstance(name, str) and name else None
