@@ -56,14 +56,13 @@ class AwsWebIdentityConfig:
     ) -> AwsWebIdentityConfig:
         """Validate Airflow connection fields; every problem is a :class:`ConnectionFieldError`."""
         fields.refuse_interactive(conn_id, extra, "AssumeRoleWithWebIdentity")
-        for name, value in (("login", login), ("password", password)):
-            if value:
-                raise ConnectionFieldError(
-                    conn_id,
-                    name,
-                    "holds an access key, which this connection type never uses",
-                    "remove it: the worker's web identity is exchanged for short-lived credentials",
-                )
+        fields.refuse_keys(
+            conn_id,
+            {name: value for name, value in (("login", login), ("password", password)) if value},
+            ("login", "password"),
+            "holds an access key, which this connection type never uses",
+            "remove it: the worker's web identity is exchanged for short-lived credentials",
+        )
         fields.refuse_keys(
             conn_id,
             extra,

@@ -133,11 +133,13 @@ class GoogleFederationConfig:
     ) -> GoogleFederationConfig:
         """Validate Airflow connection fields; every problem is a :class:`ConnectionFieldError`."""
         fields.refuse_interactive(conn_id, extra, "workload identity federation")
-        for name, value in (("login", login), ("password", password)):
-            if value:
-                raise ConnectionFieldError(
-                    conn_id, name, "is set, but this connection type stores no credential", "remove it"
-                )
+        fields.refuse_keys(
+            conn_id,
+            {name: value for name, value in (("login", login), ("password", password)) if value},
+            ("login", "password"),
+            "is set, but this connection type stores no credential",
+            "remove it",
+        )
         fields.refuse_keys(
             conn_id,
             extra,
