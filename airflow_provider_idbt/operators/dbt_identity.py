@@ -41,8 +41,8 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param project_dir: the dbt project directory.
     :param manifest_path: a pre-built ``manifest.json`` (``dbt parse``); the task never parses the project
         and refuses a manifest that no longer matches the model file, dbt version, adapter or project.
-    :param identity_conn_id: the Airflow connection of type ``idbt_oidc`` that says where this task's
-        identity comes from.
+    :param identity_conn_id: the Airflow connection (``idbt_oidc``, ``idbt_aws``, ``idbt_google`` or
+        ``idbt_azure``) that says where this task's identity comes from and what it is exchanged for.
     :param profiles_dir: a directory holding the user's ``profiles.yml``; its profile can read the token
         with ``{{ env_var('DBT_ENV_SECRET_IDBT_TOKEN') }}``. When omitted, a profile is generated from
         ``profile_args`` into a private temporary directory.
