@@ -25,7 +25,7 @@ from airflow_provider_idbt.identity.aws import AwsFederatedToken, AwsWebIdentity
 from airflow_provider_idbt.identity.aws_config import STS_AUDIENCE, AwsWebIdentityConfig
 from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.aws_sts import Fault, FaultProxy, sts_error
-from tests.fixtures.identity_servers import free_port, run_oauth2_mock_server
+from tests.fixtures.identity_servers import SubjectIssuer, free_port
 from tests.fixtures.oidc_provider import write_token
 
 pytestmark = pytest.mark.integration
@@ -41,46 +41,15 @@ CLIENTS = {
 }
 
 
-class Issuer:
-    """oauth2-mock-server issuing web identity tokens, restartable on its port (a new signing key each start)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._ctx: Any = None
-        self.url = ""
-        self.start()
-
-    def start(self) -> None:
-        self._ctx = run_oauth2_mock_server(CLIENTS, port=self.port)
-        self.url = self._ctx.__enter__()
-
-    def stop(self) -> None:
-        self._ctx.__exit__(None, None, None)
-
-    def token(self, client: str = WORKLOAD, audience: str = STS_AUDIENCE) -> str:
-        from urllib.parse import quote_plus
-
-        import requests
-
-        response = requests.post(
-            f"{self.url}/token",
-            data={"grant_type": "client_credentials", "audience": audience},
-            auth=(quote_plus(client), quote_plus(SECRET)),
-            timeout=5,
-        )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
-
-
 @pytest.fixture(scope="module")
-def issuer() -> Iterator[Issuer]:
-    server = Issuer()
+def issuer() -> Iterator[SubjectIssuer]:
+    server = SubjectIssuer(CLIENTS, audience=STS_AUDIENCE, workload=WORKLOAD)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def token_file(tmp_path: Path, issuer: Issuer, monkeypatch: pytest.MonkeyPatch) -> Path:
+def token_file(tmp_path: Path, issuer: SubjectIssuer, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = write_token(tmp_path / "web-identity-token", issuer.token())
     monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(path))
     return path
@@ -91,7 +60,7 @@ def exchanger(endpoint: str, *, retry: RetryPolicy = FAST, **extra: Any) -> AwsW
     return AwsWebIdentityExchanger(AwsWebIdentityConfig.from_connection("aws_conn", None, None, extra), retry=retry)
 
 
-def checked(endpoint: str, issuer: Issuer, **extra: Any) -> AwsWebIdentityExchanger:
+def checked(endpoint: str, issuer: SubjectIssuer, **extra: Any) -> AwsWebIdentityExchanger:
     return exchanger(endpoint, subject_issuer=issuer.url, **extra)
 
 
@@ -99,7 +68,7 @@ def checked(endpoint: str, issuer: Issuer, **extra: Any) -> AwsWebIdentityExchan
 
 
 def test_assume_role_gives_credentials_and_the_caller_identity(
-    moto_sts: str, token_file: Path, issuer: Issuer, caplog: pytest.LogCaptureFixture
+    moto_sts: str, token_file: Path, issuer: SubjectIssuer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token = checked(moto_sts, issuer, groups="analytics, finance").fetch()
@@ -124,7 +93,7 @@ def test_assume_role_gives_credentials_and_the_caller_identity(
         pickle.dumps(creds)
 
 
-def test_rotated_token_file_is_picked_up(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
+def test_rotated_token_file_is_picked_up(moto_sts: str, token_file: Path, issuer: SubjectIssuer) -> None:
     ex = checked(moto_sts, issuer)
     first = ex.fetch()
     write_token(token_file, issuer.token())
@@ -135,20 +104,22 @@ def test_rotated_token_file_is_picked_up(moto_sts: str, token_file: Path, issuer
 # -- subject token problems (local check) ---------------------------------------------------------------------
 
 
-def test_token_for_another_audience(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
+def test_token_for_another_audience(moto_sts: str, token_file: Path, issuer: SubjectIssuer) -> None:
     write_token(token_file, issuer.token(audience="api://something-else"))
     with pytest.raises(TokenVerificationError, match=f"{token_file}.*not for audience {STS_AUDIENCE}"):
         checked(moto_sts, issuer).fetch()
 
 
-def test_expired_token_is_refused_before_calling_sts(sts_proxy: FaultProxy, token_file: Path, issuer: Issuer) -> None:
+def test_expired_token_is_refused_before_calling_sts(
+    sts_proxy: FaultProxy, token_file: Path, issuer: SubjectIssuer
+) -> None:
     write_token(token_file, issuer.token(client="expired"))
     with pytest.raises(CredentialRejected, match="expired at"):
         checked(sts_proxy.url, issuer).fetch()
     assert sts_proxy.requests == 0
 
 
-def test_bad_signature(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
+def test_bad_signature(moto_sts: str, token_file: Path, issuer: SubjectIssuer) -> None:
     header, _, signature = issuer.token().split(".")
     other_payload = issuer.token(client="rotated").split(".")[1]
     write_token(token_file, f"{header}.{other_payload}.{signature}")
@@ -156,14 +127,14 @@ def test_bad_signature(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
         checked(moto_sts, issuer).fetch()
 
 
-def test_alg_none(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
+def test_alg_none(moto_sts: str, token_file: Path, issuer: SubjectIssuer) -> None:
     claims = jwt.decode(issuer.token(), options={"verify_signature": False})
     write_token(token_file, jwt.encode(claims, None, algorithm="none"))
     with pytest.raises(TokenVerificationError, match="algorithm 'none'"):
         checked(moto_sts, issuer).fetch()
 
 
-def test_rotated_signing_key_of_the_token_issuer(moto_sts: str, token_file: Path, issuer: Issuer) -> None:
+def test_rotated_signing_key_of_the_token_issuer(moto_sts: str, token_file: Path, issuer: SubjectIssuer) -> None:
     ex = checked(moto_sts, issuer)
     ex.fetch()
     issuer.stop()
@@ -212,7 +183,7 @@ def test_access_denied_is_permanent_with_stss_message(sts_proxy: FaultProxy, tok
     assert token_file.read_text().strip() not in str(info.value)
 
 
-def test_invalid_identity_token_is_reread_once(sts_proxy: FaultProxy, token_file: Path, issuer: Issuer) -> None:
+def test_invalid_identity_token_is_reread_once(sts_proxy: FaultProxy, token_file: Path, issuer: SubjectIssuer) -> None:
     sts_proxy.faults.append(Fault(400, sts_error("InvalidIdentityToken", "Couldn't retrieve verification key")))
     # A rotation lands between the read and STS's answer: the token read again is tried once more.
     ex = exchanger(sts_proxy.url)
