@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
 from bench.measure import Series, load_average, table
 from bench.synthetic_project import DUCKDB_ENV, PROJECT_NAME, prepare
 
@@ -172,7 +172,7 @@ def _dag_run(airflow: LocalAirflow, dag_id: str, label: str, n: int, known_runs:
 
 def run(n: int = 10, variants: tuple[tuple[str, dict[str, str]], ...] = VARIANTS) -> dict[str, Any]:
     """Set up one Airflow installation, then one DAG run per variant (Airflow settings for `dags test` only)."""
-    from airflow_provider_idbt.devidp import DevClient, DevIdentityProvider
+    from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
     load_before = load_average()
     setup: dict[str, float] = {}

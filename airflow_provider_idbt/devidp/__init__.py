@@ -1,6 +1,5 @@
 """The development identity provider (`idbt dev-idp`): a local OIDC issuer whose tokens say they are for dev."""
 
-from airflow_provider_idbt.devidp.command import main
 from airflow_provider_idbt.devidp.provider import (
     DEFAULT_AUDIENCE,
     DEFAULT_CLIENT,
@@ -8,4 +7,4 @@ from airflow_provider_idbt.devidp.provider import (
     DevIdentityProvider,
 )
 
-__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_CLIENT", "DevClient", "DevIdentityProvider", "main"]
+__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_CLIENT", "DevClient", "DevIdentityProvider"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from airflow_provider_idbt.hooks.base import IdentityHook
-from airflow_provider_idbt.identity.aws import AwsFederatedToken, AwsWebIdentityExchanger
-from airflow_provider_idbt.identity.aws_config import AwsWebIdentityConfig
+from airflow_provider_idbt.identity.aws.config import AwsWebIdentityConfig
+from airflow_provider_idbt.identity.aws.exchanger import AwsFederatedToken, AwsWebIdentityExchanger
 from airflow_provider_idbt.identity.token import FederatedToken
 
 

@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import timedelta
 
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE, IdentityHook
-from airflow_provider_idbt.identity.azure import AzureExchanger
-from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.exchanger import AzureExchanger
 from airflow_provider_idbt.identity.token import FederatedToken
 from airflow_provider_idbt.version_compat import mask_secret
 

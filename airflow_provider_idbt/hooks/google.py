@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE, IdentityHook, with_masked_source
-from airflow_provider_idbt.identity.google_config import GoogleFederationConfig
+from airflow_provider_idbt.identity.google.config import GoogleFederationConfig
 from airflow_provider_idbt.identity.token import FederatedToken
 
 if TYPE_CHECKING:
-    from airflow_provider_idbt.identity.google import GoogleFederationExchanger
-    from airflow_provider_idbt.identity.google_credentials import FederatedGoogleCredentials
+    from airflow_provider_idbt.identity.google.credentials import FederatedGoogleCredentials
+    from airflow_provider_idbt.identity.google.exchanger import GoogleFederationExchanger
 
 CONN_TYPE = "idbt_google"
 # google-auth refreshes 3m45s before expiry; a token handed to it must outlive that, or it would ask again at once.
@@ -22,7 +22,7 @@ MIN_CREDENTIALS_TTL = timedelta(minutes=5)
 def _exchanger(config: GoogleFederationConfig) -> GoogleFederationExchanger:
     # google-auth is imported here, when a Google connection is used, never when a DAG file is parsed.
     try:
-        from airflow_provider_idbt.identity.google import GoogleFederationExchanger
+        from airflow_provider_idbt.identity.google.exchanger import GoogleFederationExchanger
     except ImportError:
         raise ConfigurationError(
             "the idbt_google connection type needs google-auth: pip install 'airflow-provider-idbt[google]'"
@@ -73,7 +73,7 @@ class GoogleWorkloadIdentityHook(IdentityHook):
 
     def get_credentials(self, min_ttl: timedelta | int = MIN_CREDENTIALS_TTL) -> FederatedGoogleCredentials:
         """google-auth credentials for Google client libraries, refreshed through this hook's token cache."""
-        from airflow_provider_idbt.identity.google_credentials import FederatedGoogleCredentials
+        from airflow_provider_idbt.identity.google.credentials import FederatedGoogleCredentials
 
         ttl = max(min_ttl if isinstance(min_ttl, timedelta) else timedelta(seconds=min_ttl), MIN_CREDENTIALS_TTL)
         config = self.get_config()

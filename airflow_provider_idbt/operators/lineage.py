@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt import events
-from airflow_provider_idbt.lineage import ModelLineage, dataset_namespace, model_lineage, profile_target
+from airflow_provider_idbt.dbt.lineage import ModelLineage, dataset_namespace, model_lineage, profile_target
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.manifest import ModelSpec

@@ -10,7 +10,7 @@ from airflow.providers.openlineage.extractors import OperatorLineage
 from openlineage.client.event_v2 import InputDataset, OutputDataset
 from openlineage.client.facet_v2 import RunFacet
 
-from airflow_provider_idbt.lineage import FACET_NAME, FACET_SCHEMA_URL, ModelLineage, identity_facet_fields
+from airflow_provider_idbt.dbt.lineage import FACET_NAME, FACET_SCHEMA_URL, ModelLineage, identity_facet_fields
 
 
 @attr.define(kw_only=True)

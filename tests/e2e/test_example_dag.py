@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow, free_port
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow, free_port
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ class E2ERun:
 
 @pytest.fixture(scope="module")
 def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
-    from airflow_provider_idbt.devidp import DevClient, DevIdentityProvider
+    from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
     home = tmp_path_factory.mktemp("e2e")
     dags = home / "dags"

@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow, free_port
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow, free_port
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
 
 pytestmark = pytest.mark.e2e
@@ -24,6 +24,7 @@ AUDIENCE = "idbt-e2e-audit"
 SUBJECT = "svc-audit-runner"
 HERE = Path(__file__).parent
 DAG_ID = "idbt_lineage_audit"
+CLI = "airflow_provider_idbt.commands.cli"
 MODEL_TASKS = {"paid_orders", "payroll_report", "salaries_export", "flaky_total", "listener_fault"}
 
 
@@ -40,7 +41,7 @@ class AuditRun:
 
 
 def _audit(airflow: LocalAirflow, outcome: DagRunOutcome, *flags: str) -> subprocess.CompletedProcess[str]:
-    command = ["-m", "airflow_provider_idbt.cli", "audit", "--dag-id", outcome.dag_id, "--run-id", outcome.run_id]
+    command = ["-m", CLI, "audit", "--dag-id", outcome.dag_id, "--run-id", outcome.run_id]
     return subprocess.run(
         [sys.executable, *command, *flags],
         env=airflow.env(),
@@ -53,7 +54,7 @@ def _audit(airflow: LocalAirflow, outcome: DagRunOutcome, *flags: str) -> subpro
 
 @pytest.fixture(scope="module")
 def audit_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditRun]:
-    from airflow_provider_idbt.devidp import DevClient, DevIdentityProvider
+    from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
     home = tmp_path_factory.mktemp("e2e_audit")
     dags = home / "dags"
@@ -95,7 +96,7 @@ def audit_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuditRun]:
             "json": _audit(airflow, main, "--json"),
             "incomplete": _audit(airflow, incomplete, "--json"),
             "unknown": subprocess.run(
-                [sys.executable, "-m", "airflow_provider_idbt.cli", "audit", "--dag-id", DAG_ID, "--run-id", "nope"],
+                [sys.executable, "-m", CLI, "audit", "--dag-id", DAG_ID, "--run-id", "nope"],
                 env=airflow.env(),
                 capture_output=True,
                 text=True,

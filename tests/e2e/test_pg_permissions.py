@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
 from tests.fixtures.dbt_projects import REPO
 from tests.fixtures.pg_warehouse import (
     ROLE_MAPPING,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
 from tests.fixtures.oidc_provider import SECRET_CLIENT, WAREHOUSE, WORKLOAD, OidcProviderServer, write_token
 

@@ -21,8 +21,8 @@ from airflow_provider_idbt.errors import (
     IdentityProviderUnavailable,
     TokenVerificationError,
 )
-from airflow_provider_idbt.identity.aws import AwsFederatedToken, AwsWebIdentityExchanger
-from airflow_provider_idbt.identity.aws_config import STS_AUDIENCE, AwsWebIdentityConfig
+from airflow_provider_idbt.identity.aws.config import STS_AUDIENCE, AwsWebIdentityConfig
+from airflow_provider_idbt.identity.aws.exchanger import AwsFederatedToken, AwsWebIdentityExchanger
 from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.aws_sts import Fault, FaultProxy, sts_error
 from tests.fixtures.identity_servers import SubjectIssuer, free_port

@@ -23,9 +23,9 @@ from airflow_provider_idbt.errors import (
     TokenVerificationError,
 )
 from airflow_provider_idbt.identity import claims as claims_module
-from airflow_provider_idbt.identity.azure import AzureCredentialRejected, AzureExchanger, clear_applications
-from airflow_provider_idbt.identity.azure_claims import clear_tenant_metadata
-from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.claims import clear_tenant_metadata
+from airflow_provider_idbt.identity.azure.config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.exchanger import AzureCredentialRejected, AzureExchanger, clear_applications
 from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.aws_sts import GceMetadataServer, mint_from
 from tests.fixtures.entra_server import (
@@ -392,7 +392,7 @@ def test_hook_and_doctor(azure_testbed: AzureTestbed, token_file: Path, monkeypa
 
     from airflow.sdk.log import redact
 
-    from airflow_provider_idbt.doctor import run_doctor
+    from airflow_provider_idbt.commands.doctor import run_doctor
     from airflow_provider_idbt.hooks import identity_hook_for
     from airflow_provider_idbt.hooks.base import TOKEN_CACHE
 

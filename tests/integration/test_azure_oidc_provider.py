@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
-from airflow_provider_idbt.identity.azure import AzureCredentialRejected, AzureExchanger, clear_applications
-from airflow_provider_idbt.identity.azure_claims import clear_tenant_metadata
-from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.claims import clear_tenant_metadata
+from airflow_provider_idbt.identity.azure.config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.exchanger import AzureCredentialRejected, AzureExchanger, clear_applications
 from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.entra_server import new_certificate
 from tests.fixtures.node_server import ensure_package, run_node_server

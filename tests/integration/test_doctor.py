@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.doctor import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, run_doctor
+from airflow_provider_idbt.commands.doctor import EXIT_OK, EXIT_PERMANENT, EXIT_TRANSIENT, run_doctor
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE
 from tests.fixtures.identity_servers import free_port
 from tests.fixtures.oidc_provider import SECRET_CLIENT, WAREHOUSE, WORKLOAD, OidcProviderServer, write_token

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_idbt.doctor import EXIT_OK, EXIT_PERMANENT, run_doctor
+from airflow_provider_idbt.commands.doctor import EXIT_OK, EXIT_PERMANENT, run_doctor
 from airflow_provider_idbt.hooks import identity_hook_for
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE
 from airflow_provider_idbt.hooks.google import FederatedGoogleHookMixin, GoogleWorkloadIdentityHook
-from airflow_provider_idbt.identity.google_credentials import FederatedGoogleCredentials
+from airflow_provider_idbt.identity.google.credentials import FederatedGoogleCredentials
 from tests.fixtures.google_fixtures import RUNNER_SA, UNIVERSE, WORKLOAD, GoogleSetup
 from tests.fixtures.oidc_provider import write_token
 

@@ -20,8 +20,8 @@ from airflow_provider_idbt.errors import (
     IdentityProviderUnavailable,
     TokenVerificationError,
 )
-from airflow_provider_idbt.identity.google import GoogleFederationExchanger, GoogleRefused
-from airflow_provider_idbt.identity.google_config import GoogleFederationConfig
+from airflow_provider_idbt.identity.google.config import GoogleFederationConfig
+from airflow_provider_idbt.identity.google.exchanger import GoogleFederationExchanger, GoogleRefused
 from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.aws_sts import Fault
 from tests.fixtures.google_fixtures import COMPOSER_SA, RUNNER_SA, UNIVERSE, WORKLOAD, GoogleSetup

@@ -15,20 +15,18 @@ import jwt
 import pytest
 import requests
 
-from airflow_provider_idbt.devidp import DevIdentityProvider
+from airflow_provider_idbt.devidp.provider import DevIdentityProvider
 from airflow_provider_idbt.errors import (
     ConfigurationError,
     CredentialRejected,
     DevTokenRefused,
     IdentityProviderUnavailable,
 )
-from airflow_provider_idbt.hooks.oidc import TOKEN_CACHE, OidcTokenHook
-from airflow_provider_idbt.identity.oidc import (
-    OidcClientConfig,
-    OidcClientCredentialsExchanger,
-    OidcCredentialRejected,
-    RetryPolicy,
-)
+from airflow_provider_idbt.hooks.base import TOKEN_CACHE
+from airflow_provider_idbt.hooks.oidc import OidcTokenHook
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
+from airflow_provider_idbt.identity.oidc.exchanger import OidcClientCredentialsExchanger, OidcCredentialRejected
+from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.identity_servers import DEV_CLIENT_ID, DEV_GROUPS, free_port
 
 pytestmark = pytest.mark.integration
@@ -199,7 +197,7 @@ def test_dev_idp_command_serves_until_sigterm(tmp_path: Path, allow_dev: None, c
         [
             sys.executable,
             "-m",
-            "airflow_provider_idbt.devidp",
+            "airflow_provider_idbt.commands.dev_idp",
             "--port",
             "0",
             "--issuer-file",

@@ -8,14 +8,12 @@ import logging
 import pytest
 
 from airflow_provider_idbt.errors import IdentityProviderUnavailable, TokenVerificationError
-from airflow_provider_idbt.hooks.oidc import TOKEN_CACHE, OidcTokenHook
-from airflow_provider_idbt.identity import oidc
-from airflow_provider_idbt.identity.oidc import (
-    OidcClientConfig,
-    OidcClientCredentialsExchanger,
-    OidcCredentialRejected,
-    RetryPolicy,
-)
+from airflow_provider_idbt.hooks.base import TOKEN_CACHE
+from airflow_provider_idbt.hooks.oidc import OidcTokenHook
+from airflow_provider_idbt.identity import discovery
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
+from airflow_provider_idbt.identity.oidc.exchanger import OidcClientCredentialsExchanger, OidcCredentialRejected
+from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.identity_servers import MOCK_CLIENT_ID, MOCK_CLIENT_SECRET, MOCK_ROLES, run_oauth2_mock_server
 
 pytestmark = pytest.mark.integration
@@ -60,7 +58,7 @@ def test_wrong_secret_is_rejected_with_the_idps_description(oauth2_mock_server: 
 
 def test_client_secret_post_when_discovery_lists_only_post() -> None:
     clients = {"post-client": {"secret": "post-only-secret-1234"}}
-    oidc.clear_discovery_cache()
+    discovery.clear_discovery_cache()
     with run_oauth2_mock_server(clients, auth_methods=["client_secret_post"]) as issuer:
         # The server refuses Basic here, so success proves the exchanger switched to client_secret_post.
         token = exchanger(issuer, client_id="post-client", password="post-only-secret-1234").fetch()
@@ -69,7 +67,7 @@ def test_client_secret_post_when_discovery_lists_only_post() -> None:
 
 def test_server_errors_are_retried_then_unavailable() -> None:
     clients = {"flaky": {"secret": "flaky-secret-5678", "status": 503}}
-    oidc.clear_discovery_cache()
+    discovery.clear_discovery_cache()
     with run_oauth2_mock_server(clients) as issuer:
         with pytest.raises(IdentityProviderUnavailable, match=r"after 2 attempt\(s\) \(HTTP 503\)"):
             exchanger(issuer, client_id="flaky", password="flaky-secret-5678").fetch()
@@ -78,7 +76,7 @@ def test_server_errors_are_retried_then_unavailable() -> None:
 def test_token_for_another_audience_fails_verification() -> None:
     # This client's tokens always carry the IdP's own audience, whatever was asked for, as some IdPs do.
     clients = {"fixed-aud": {"secret": "fixed-aud-secret-42", "aud": "api://someone-else"}}
-    oidc.clear_discovery_cache()
+    discovery.clear_discovery_cache()
     with run_oauth2_mock_server(clients) as issuer:
         with pytest.raises(TokenVerificationError, match="not for audience api://warehouse") as info:
             exchanger(issuer, client_id="fixed-aud", password="fixed-aud-secret-42", audience="api://warehouse").fetch()

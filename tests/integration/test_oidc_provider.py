@@ -21,12 +21,9 @@ from airflow_provider_idbt.errors import (
     IdentityProviderUnavailable,
     TokenVerificationError,
 )
-from airflow_provider_idbt.identity.oidc import (
-    OidcClientConfig,
-    OidcCredentialRejected,
-    OidcTokenExchanger,
-    RetryPolicy,
-)
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
+from airflow_provider_idbt.identity.oidc.exchanger import OidcCredentialRejected, OidcTokenExchanger
+from airflow_provider_idbt.identity.transport import RetryPolicy
 from tests.fixtures.aws_sts import GceMetadataServer, mint_from
 from tests.fixtures.identity_servers import run_oauth2_mock_server
 from tests.fixtures.oidc_provider import (

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_idbt.errors import ConnectionFieldError, IdentityProviderUnavailable
-from airflow_provider_idbt.identity.oidc import OidcClientConfig, OidcClientCredentialsExchanger, RetryPolicy
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
+from airflow_provider_idbt.identity.oidc.exchanger import OidcClientCredentialsExchanger
+from airflow_provider_idbt.identity.transport import RetryPolicy
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.devidp import DevIdentityProvider
+from airflow_provider_idbt.devidp.provider import DevIdentityProvider
 from tests.fixtures.identity_servers import DEV_CLIENT_ID
 
 pytestmark = pytest.mark.integration

@@ -53,7 +53,7 @@ def test_scopes_override_per_call(monkeypatch: pytest.MonkeyPatch, tmp_path: obj
 def test_msal_is_not_imported_at_dag_parse_time() -> None:
     code = (
         "import sys, airflow_provider_idbt, airflow_provider_idbt.hooks, airflow_provider_idbt.hooks.azure, "
-        "airflow_provider_idbt.identity.azure; "
+        "airflow_provider_idbt.identity.azure.exchanger; "
         "from airflow_provider_idbt.get_provider_info import get_provider_info; get_provider_info(); "
         "print('msal' in sys.modules)"
     )

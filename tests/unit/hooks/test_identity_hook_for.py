@@ -8,8 +8,9 @@ import pytest
 
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.get_provider_info import get_provider_info
-from airflow_provider_idbt.hooks import HOOKS_BY_CONN_TYPE, OidcTokenHook, identity_hook_for
+from airflow_provider_idbt.hooks import HOOKS_BY_CONN_TYPE, identity_hook_for
 from airflow_provider_idbt.hooks.aws import AwsWebIdentityHook
+from airflow_provider_idbt.hooks.oidc import OidcTokenHook
 
 
 def test_hook_by_conn_type(monkeypatch: pytest.MonkeyPatch) -> None:

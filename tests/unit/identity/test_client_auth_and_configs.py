@@ -1,4 +1,4 @@
-"""Client authentication (identity/client_auth.py) and the token-exchange/AWS connection validation."""
+"""Client authentication (identity/oidc/client_auth.py) and the token-exchange/AWS connection validation."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from airflow_provider_idbt.errors import ConnectionFieldError
-from airflow_provider_idbt.identity.aws_config import AwsWebIdentityConfig
-from airflow_provider_idbt.identity.client_auth import ASSERTION_TYPE, ClientSecretAuth, PrivateKeyJwtAuth
+from airflow_provider_idbt.identity.aws.config import AwsWebIdentityConfig
 from airflow_provider_idbt.identity.discovery import ProviderMetadata
-from airflow_provider_idbt.identity.oidc import OidcClientConfig
+from airflow_provider_idbt.identity.oidc.client_auth import (
+    ASSERTION_TYPE,
+    ClientSecretAuth,
+    PrivateKeyJwtAuth,
+)
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
 from airflow_provider_idbt.identity.secret import Secret
 
 META = ProviderMetadata("https://idp.test", "https://idp.test/token", "https://idp.test/jwks", ())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_idbt.errors import ConnectionFieldError
-from airflow_provider_idbt.identity.aws_config import AwsWebIdentityConfig
-from airflow_provider_idbt.identity.google_config import GoogleFederationConfig
+from airflow_provider_idbt.identity.aws.config import AwsWebIdentityConfig
+from airflow_provider_idbt.identity.google.config import GoogleFederationConfig
 
 CONFIGS = [AwsWebIdentityConfig, GoogleFederationConfig]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
-from airflow_provider_idbt.identity.client_auth import (
+from airflow_provider_idbt.identity.oidc.client_auth import (
     ASSERTION_ALGORITHMS,
     ClientAuth,
     ClientSecretAuth,

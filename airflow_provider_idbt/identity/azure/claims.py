@@ -13,7 +13,7 @@ from typing import Any
 import jwt
 
 from airflow_provider_idbt.errors import ConfigurationError, TokenVerificationError
-from airflow_provider_idbt.identity.azure_clouds import AzureCloud
+from airflow_provider_idbt.identity.azure.clouds import AzureCloud
 from airflow_provider_idbt.identity.claims import (
     VerificationPolicy,
     checked_header,

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.localrun import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
 
 DEMO_DAG_ID = "idbt_example"
 DEMO_CONN_ID = "idbt_dev"
@@ -71,7 +71,7 @@ def print_summary(rows: list[dict[str, Any]]) -> None:
 
 
 def run_demo(dags_folder: str, home: str) -> int:
-    from airflow_provider_idbt.devidp import DevClient, DevIdentityProvider
+    from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
     started = time.monotonic()
     dags = Path(dags_folder).resolve()

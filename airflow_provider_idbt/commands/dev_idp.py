@@ -112,3 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         provider.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

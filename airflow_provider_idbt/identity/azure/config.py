@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
-from airflow_provider_idbt.identity.azure_certificate import AzureCertificate, load_certificate
-from airflow_provider_idbt.identity.azure_clouds import (
+from airflow_provider_idbt.identity.azure.certificate import AzureCertificate, load_certificate
+from airflow_provider_idbt.identity.azure.clouds import (
     CLOUDS,
     DEFAULT_CLOUD,
     WAREHOUSES,

@@ -1,4 +1,4 @@
-"""Tests for the connection validation of identity/oidc.py: every problem names its field and its fix."""
+"""Tests for the connection validation of identity/oidc/config.py: every problem names its field and its fix."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ from typing import Any
 import pytest
 
 from airflow_provider_idbt.errors import ConnectionFieldError
-from airflow_provider_idbt.identity.oidc import (
-    OidcClientConfig,
-    ProviderMetadata,
-    RetryPolicy,
-    is_loopback,
-)
+from airflow_provider_idbt.identity.discovery import ProviderMetadata
+from airflow_provider_idbt.identity.fields import is_loopback
+from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
+from airflow_provider_idbt.identity.transport import RetryPolicy
 
 SECRET = "s3cr3t-value-never-shown"
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_idbt.dbt.manifest import ManifestIndex
-from airflow_provider_idbt.lineage import (
+from airflow_provider_idbt.dbt.lineage import (
     DatasetName,
     dataset_namespace,
     identity_facet_fields,
     model_lineage,
     profile_target,
 )
+from airflow_provider_idbt.dbt.manifest import ManifestIndex
 from tests.fixtures.dbt_projects import DbtProject
 from tests.unit.identity.test_token import SECRET, make_token
 

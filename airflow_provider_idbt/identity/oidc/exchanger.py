@@ -19,48 +19,22 @@ from airflow_provider_idbt.errors import (
 )
 from airflow_provider_idbt.identity.claims import AccessTokenVerifier, VerificationPolicy
 from airflow_provider_idbt.identity.discovery import (
-    DISCOVERY_PATH,
-    DISCOVERY_TTL_SECONDS,
     ProviderMetadata,
-    clear_discovery_cache,
     discover,
 )
-from airflow_provider_idbt.identity.fields import INTERACTIVE_KEYS, is_loopback
-from airflow_provider_idbt.identity.oidc_config import (
-    AUDIENCE_PARAMS,
-    KNOWN_KEYS,
+from airflow_provider_idbt.identity.oidc.config import (
     TOKEN_EXCHANGE_GRANT,
     OidcClientConfig,
 )
 from airflow_provider_idbt.identity.sources import SubjectToken
 from airflow_provider_idbt.identity.subject_check import checked_subject_token
 from airflow_provider_idbt.identity.token import FederatedToken
-from airflow_provider_idbt.identity.transport import RETRYABLE_STATUS, HttpClient, RetryPolicy, json_object
+from airflow_provider_idbt.identity.transport import HttpClient, RetryPolicy, json_object
 
 log = logging.getLogger(__name__)
 
 DEV_IDP_OPT_IN = "IDBT_ALLOW_DEV_IDP"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
-
-# Public names that lived here before the split; callers and tests import them from this module.
-__all__ = [
-    "AUDIENCE_PARAMS",
-    "DEV_IDP_OPT_IN",
-    "DISCOVERY_PATH",
-    "DISCOVERY_TTL_SECONDS",
-    "INTERACTIVE_KEYS",
-    "KNOWN_KEYS",
-    "RETRYABLE_STATUS",
-    "TOKEN_EXCHANGE_GRANT",
-    "OidcClientConfig",
-    "OidcClientCredentialsExchanger",
-    "OidcCredentialRejected",
-    "OidcTokenExchanger",
-    "ProviderMetadata",
-    "RetryPolicy",
-    "clear_discovery_cache",
-    "is_loopback",
-]
 
 
 class OidcCredentialRejected(CredentialRejected):

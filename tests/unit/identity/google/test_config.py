@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_idbt.errors import ConnectionFieldError
-from airflow_provider_idbt.identity.google_config import GoogleFederationConfig
+from airflow_provider_idbt.identity.google.config import GoogleFederationConfig
 
 AUDIENCE = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/pool-1/providers/prov-1"
 SA = "dbt-prod@analytics-prod.iam.gserviceaccount.com"

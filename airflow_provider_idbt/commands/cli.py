@@ -26,20 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--home", default=".demo", help="where Airflow, the warehouse and logs go (default: .demo)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "dev-idp":
-        from airflow_provider_idbt.devidp import main as dev_idp_main
+        from airflow_provider_idbt.commands.dev_idp import main as dev_idp_main
 
         return dev_idp_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "doctor":
-        from airflow_provider_idbt.doctor import run_doctor
+        from airflow_provider_idbt.commands.doctor import run_doctor
 
         return run_doctor(args.conn_id, min_ttl=args.min_ttl)
     if args.command == "audit":
-        from airflow_provider_idbt.audit_source import run_audit
+        from airflow_provider_idbt.commands.audit_logs import run_audit
 
         return run_audit(args.dag_id, args.run_id, as_json=args.json)
-    from airflow_provider_idbt.demo import run_demo
+    from airflow_provider_idbt.commands.demo import run_demo
 
     return run_demo(dags_folder=args.dags_folder, home=args.home)
 

@@ -11,15 +11,15 @@ from datetime import timedelta
 from typing import Any
 
 from airflow_provider_idbt.errors import ConfigurationError, CredentialRejected, TokenVerificationError
-from airflow_provider_idbt.identity.azure_claims import (
+from airflow_provider_idbt.identity.azure.claims import (
     AzureClaims,
     identity_from_entra_claims,
     tenant_metadata,
     verify_access_token,
 )
-from airflow_provider_idbt.identity.azure_clouds import accepted_audiences
-from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
-from airflow_provider_idbt.identity.azure_http import MsalHttpClient
+from airflow_provider_idbt.identity.azure.clouds import accepted_audiences
+from airflow_provider_idbt.identity.azure.config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.http import MsalHttpClient
 from airflow_provider_idbt.identity.sources import SubjectToken
 from airflow_provider_idbt.identity.subject_check import checked_subject_token
 from airflow_provider_idbt.identity.token import FederatedToken, IdentityContext

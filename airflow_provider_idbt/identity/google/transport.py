@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from google.auth import transport
 
-from airflow_provider_idbt.identity.google_config import GoogleEndpoints
+from airflow_provider_idbt.identity.google.config import GoogleEndpoints
 from airflow_provider_idbt.identity.transport import HttpClient
 
 # google-auth's compute_engine module has this root compiled in (from GCE_METADATA_HOST at import time); the

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from airflow_provider_idbt import events
-from airflow_provider_idbt.audit import TaskAttempt, build_audit, render_json, render_text
+from airflow_provider_idbt.commands.audit import TaskAttempt, build_audit, render_json, render_text
 from tests.unit.identity.test_token import SECRET, make_token
 
 MODEL = {

@@ -1,4 +1,4 @@
-"""Entra claims to identity (identity/azure_claims.py): object id and app id, roles before declared groups, only
+"""Entra claims to identity (identity/azure/claims.py): object id and app id, roles before declared groups, only
 non-personal attributes, and the issuers a tenant's tokens may carry."""
 
 from __future__ import annotations
@@ -9,8 +9,12 @@ import time
 import pytest
 
 from airflow_provider_idbt.errors import TokenVerificationError
-from airflow_provider_idbt.identity.azure_claims import TenantMetadata, accepted_issuers, identity_from_entra_claims
-from airflow_provider_idbt.identity.azure_clouds import CLOUDS
+from airflow_provider_idbt.identity.azure.claims import (
+    TenantMetadata,
+    accepted_issuers,
+    identity_from_entra_claims,
+)
+from airflow_provider_idbt.identity.azure.clouds import CLOUDS
 
 PUBLIC = CLOUDS["AzurePublicCloud"]
 TENANT = "7f3c1e2a-4b5d-4c6e-8f90-a1b2c3d4e5f6"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.audit import TaskAttempt
+from airflow_provider_idbt.commands.audit import TaskAttempt
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.events import parse_event
 
@@ -103,7 +103,7 @@ def run_audit(dag_id: str, run_id: str, *, as_json: bool = False) -> int:
     """Print the run's identity trail; 0 when every model has an identity-tagged end event, 1 if not, 2 on error."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from airflow_provider_idbt.audit import build_audit, render_json, render_text
+    from airflow_provider_idbt.commands.audit import build_audit, render_json, render_text
 
     notes: list[str] = []
     try:

@@ -1,4 +1,4 @@
-"""`idbt_azure` connection validation (identity/azure_config.py), the cloud and warehouse tables, and the
+"""`idbt_azure` connection validation (identity/azure/config.py), the cloud and warehouse tables, and the
 certificate loader: no server needed."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import NoEncryption, load_pem_private_key, pkcs12
 
 from airflow_provider_idbt.errors import ConnectionFieldError
-from airflow_provider_idbt.identity.azure_clouds import CLOUDS, accepted_audiences, resource_of
-from airflow_provider_idbt.identity.azure_config import AzureIdentityConfig
+from airflow_provider_idbt.identity.azure.clouds import CLOUDS, accepted_audiences, resource_of
+from airflow_provider_idbt.identity.azure.config import AzureIdentityConfig
 from airflow_provider_idbt.identity.sources import FileTokenSource
 from tests.fixtures.entra_server import new_certificate
 

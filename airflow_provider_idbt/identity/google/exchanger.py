@@ -14,8 +14,8 @@ from google.auth import compute_engine, exceptions, identity_pool, impersonated_
 from google.auth.credentials import Credentials
 
 from airflow_provider_idbt.errors import ConfigurationError, CredentialRejected, IdbtError
-from airflow_provider_idbt.identity.google_config import CLOUD_PLATFORM_SCOPE, GoogleFederationConfig
-from airflow_provider_idbt.identity.google_transport import RoutedRequest
+from airflow_provider_idbt.identity.google.config import CLOUD_PLATFORM_SCOPE, GoogleFederationConfig
+from airflow_provider_idbt.identity.google.transport import RoutedRequest
 from airflow_provider_idbt.identity.sources import SubjectToken
 from airflow_provider_idbt.identity.subject_check import checked_subject_token
 from airflow_provider_idbt.identity.token import FederatedToken, IdentityContext, fingerprint

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.errors import ConfigurationError, CredentialRejected
-from airflow_provider_idbt.identity.aws_config import AwsWebIdentityConfig
+from airflow_provider_idbt.identity.aws.config import AwsWebIdentityConfig
 from airflow_provider_idbt.identity.secret import Secret
 from airflow_provider_idbt.identity.sources import SubjectToken
 from airflow_provider_idbt.identity.subject_check import checked_subject_token
