@@ -1,0 +1,1 @@
+"""AWS (`idbt_aws`): AssumeRoleWithWebIdentity through botocore with the worker's web identity token."""
