@@ -1,4 +1,4 @@
-"""Dataset names in OpenLineage naming for a dbt model: namespace from the profile, names from the manifest."""
+"""Dataset names in OpenLineage naming for a dbt model: namespace from the warehouse module, names from the manifest."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import yaml
 
 from airflow_provider_idbt.dbt.manifest import ModelSpec
 from airflow_provider_idbt.identity.token import IdentityContext
+from airflow_provider_idbt.warehouses import all_warehouses, warehouse
 
 # The same prefix dbt treats as secret: such a variable is never read to name a dataset.
 _SECRET_ENV_PREFIX = "DBT_ENV_SECRET_"
@@ -21,29 +22,6 @@ IDENTITY_FIELDS = ("issuer", "subject", "principal", "groups", "audience", "expi
 FACET_SCHEMA_URL = (
     "https://github.com/airflow-provider-idbt/airflow-provider-idbt/blob/main/docs/idbt_identity_facet.schema.json"
 )
-
-
-@dataclass(frozen=True)
-class NamespaceRule:
-    """How one adapter's profile target names its OpenLineage dataset namespace (openlineage-dbt's table)."""
-
-    scheme: str
-    # Target fields joined as ``host:port``; empty for adapters whose namespace is the scheme alone.
-    fields: tuple[str, ...] = ()
-    defaults: Mapping[str, Any] | None = None
-
-
-NAMESPACE_RULES: dict[str, NamespaceRule] = {
-    "duckdb": NamespaceRule("duckdb", ("path",)),
-    "postgres": NamespaceRule("postgres", ("host", "port"), {"port": 5432}),
-    "redshift": NamespaceRule("redshift", ("host", "port"), {"port": 5439}),
-    "trino": NamespaceRule("trino", ("host", "port"), {"port": 443}),
-    "clickhouse": NamespaceRule("clickhouse", ("host", "port"), {"port": 8123}),
-    "sqlserver": NamespaceRule("mssql", ("server", "port"), {"port": 1433}),
-    "databricks": NamespaceRule("databricks", ("host",)),
-    "snowflake": NamespaceRule("snowflake", ("account",)),
-    "bigquery": NamespaceRule("bigquery"),
-}
 
 
 @dataclass(frozen=True)
@@ -86,23 +64,10 @@ def dataset_namespace(target: Mapping[str, Any]) -> str | None:
     """The dataset namespace of a rendered profile target (``{"type": "postgres", "host": ..., ...}``).
 
     Matches openlineage-dbt (``dbt-ol``), so the datasets of a task and of a ``dbt-ol run`` are the same
-    nodes in a lineage graph. None for an adapter without a rule or a target missing a field.
+    nodes in a lineage graph. None for a warehouse without lineage naming or a target missing a field.
     """
-    adapter = str(target.get("type") or "")
-    rule = NAMESPACE_RULES.get(adapter)
-    if rule is None:
-        return None
-    values = []
-    for name in rule.fields:
-        value = target.get(name)
-        if value in (None, "") and rule.defaults:
-            value = rule.defaults.get(name)
-        if value in (None, ""):
-            return None
-        values.append(str(value))
-    if rule.scheme == "snowflake":
-        values = [v.lower() for v in values]
-    return f"{rule.scheme}://{':'.join(values)}" if values else rule.scheme
+    spec = warehouse(str(target.get("type") or ""))
+    return spec.namespace.of(target) if spec is not None and spec.namespace is not None else None
 
 
 def model_lineage(spec: ModelSpec, namespace: str | None) -> ModelLineage:
@@ -157,7 +122,7 @@ def profile_target(
     profiles = yaml.safe_load((Path(profiles_dir) / "profiles.yml").read_text()) or {}
     profile = profiles[_render(profile_name or project["profile"], env)]
     output = profile["outputs"][_render(target or profile["target"], env)]
-    wanted = {"type"} | {name for rule in NAMESPACE_RULES.values() for name in rule.fields}
+    wanted = {"type"} | {name for spec in all_warehouses().values() if spec.namespace for name in spec.namespace.fields}
     return {name: _render(value, env) for name, value in output.items() if name in wanted}
 
 

@@ -12,8 +12,6 @@ from airflow_provider_idbt.errors import ConfigurationError, PermissionMismatch
 from airflow_provider_idbt.identity.token import IdentityContext
 
 META_KEY = "idbt"
-# A user's profiles.yml reads the derived role with `role: "{{ env_var('IDBT_WAREHOUSE_ROLE') }}"`.
-WAREHOUSE_ROLE_ENV = "IDBT_WAREHOUSE_ROLE"
 ROLE_KEYS = ("required_roles", "required_role")
 GROUP_KEYS = ("required_groups", "required_group")
 # dbt-postgres runs `set role <role>` unquoted (other adapters interpolate the same way): anything but a plain

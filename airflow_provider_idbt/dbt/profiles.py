@@ -1,90 +1,40 @@
-"""dbt profiles built from declared fields per adapter; the token only ever appears as an ``env_var()`` reference."""
+"""dbt profiles built from the fields a warehouse module declares; the token only ever appears as ``env_var()``."""
 
 from __future__ import annotations
 
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from airflow_provider_idbt.errors import ConfigurationError
-
-TOKEN_ENV_VAR = "DBT_ENV_SECRET_IDBT_TOKEN"
-# dbt scrubs DBT_ENV_SECRET_* values from its logs and refuses them outside profiles.yml / packages.yml.
-TOKEN_REFERENCE = "{{ env_var('" + TOKEN_ENV_VAR + "') }}"
+from airflow_provider_idbt.warehouses import all_warehouses, warehouse
+from airflow_provider_idbt.warehouses.spec import TOKEN_REFERENCE, ProfileFields
 
 
-@dataclass(frozen=True)
-class AdapterProfile:
-    """How one dbt adapter's profile target is built from the fields a user gives."""
-
-    adapter: str
-    required: tuple[str, ...]
-    optional: Mapping[str, Any] = field(default_factory=dict)
-    # The target field that carries the federated token; None when the adapter needs no secret.
-    token_field: str | None = None
-    # Other names users reach for, mapped to the field dbt expects.
-    aliases: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def accepted(self) -> frozenset[str]:
-        return frozenset(self.required) | frozenset(self.optional) | frozenset(self.aliases)
-
-
-ADAPTERS: dict[str, AdapterProfile] = {
-    row.adapter: row
-    for row in (
-        AdapterProfile(
-            adapter="duckdb",
-            required=("path",),
-            optional={
-                "threads": 1,
-                "schema": None,
-                "database": None,
-                "extensions": None,
-                "settings": None,
-                "attach": None,
-                "plugins": None,
-                "external_root": None,
-            },
-        ),
-        AdapterProfile(
-            adapter="postgres",
-            required=("host", "user", "dbname", "schema"),
-            optional={
-                "port": 5432,
-                "threads": 1,
-                "sslmode": None,
-                "sslrootcert": None,
-                "connect_timeout": None,
-                "keepalives_idle": None,
-                "search_path": None,
-                "role": None,
-                "retries": None,
-            },
-            token_field="password",
-            aliases={"database": "dbname", "username": "user", "login": "user"},
-        ),
-    )
-}
-
-
-def adapter_profile(adapter: str) -> AdapterProfile:
-    try:
-        return ADAPTERS[adapter]
-    except KeyError:
+def profile_fields(adapter: str) -> ProfileFields:
+    """The generated-profile mapping of ``adapter``; a clear error for an adapter that has none."""
+    spec = warehouse(adapter)
+    if spec is None or spec.profile is None:
+        supported = sorted(name for name, spec in all_warehouses().items() if spec.profile is not None)
         raise ConfigurationError(
-            f"adapter {adapter!r} has no profile mapping; supported: {', '.join(sorted(ADAPTERS))}"
-        ) from None
+            f"adapter {adapter!r} has no profile mapping; supported: {', '.join(supported)} "
+            "(or give profiles_dir with your own profiles.yml)"
+        )
+    return spec.profile
 
 
-def render_target(adapter: str, fields: Mapping[str, Any]) -> dict[str, Any]:
-    """One profile target (the ``outputs.<target>`` mapping) for ``adapter`` from user-given ``fields``."""
-    row = adapter_profile(adapter)
+def render_target(adapter: str, fields: Mapping[str, Any], *, role: str | None = None) -> dict[str, Any]:
+    """One profile target (the ``outputs.<target>`` mapping) for ``adapter`` from user-given ``fields``.
+
+    ``role`` is the warehouse role derived from the identity; it goes where the warehouse module says.
+    """
+    row = profile_fields(adapter)
+    if role:
+        fields = {**fields, _role_field(adapter): role}
     given: dict[str, Any] = {}
     for name, value in fields.items():
         if row.token_field and name == row.token_field:
@@ -112,13 +62,24 @@ def render_target(adapter: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     return output
 
 
+def _role_field(adapter: str) -> str:
+    spec = warehouse(adapter)
+    if spec is None or spec.role is None:
+        raise ConfigurationError(
+            f"{adapter} profile: the warehouse has no role to set, so a role derived from the identity cannot "
+            "be used; turn warehouse_role_from_identity off for this task"
+        )
+    return spec.role.profile_field
+
+
 def render_profile(
-    adapter: str, fields: Mapping[str, Any], profile_name: str, target_name: str = "idbt"
+    adapter: str, fields: Mapping[str, Any], profile_name: str, target_name: str = "idbt", *, role: str | None = None
 ) -> dict[str, Any]:
     """A complete profiles.yml document with one profile and one target; no secret value in it."""
     if not profile_name or not target_name:
         raise ConfigurationError("a dbt profile needs a non-empty profile name and target name")
-    return {profile_name: {"target": target_name, "outputs": {target_name: render_target(adapter, fields)}}}
+    target = render_target(adapter, fields, role=role)
+    return {profile_name: {"target": target_name, "outputs": {target_name: target}}}
 
 
 def write_profiles_dir(profile: Mapping[str, Any], directory: str | os.PathLike[str]) -> Path:

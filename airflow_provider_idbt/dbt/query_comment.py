@@ -1,23 +1,18 @@
-"""The identity in the warehouse's audit log: dbt's query comment as safe JSON, and BigQuery job labels."""
+"""The identity in the warehouse's audit log: dbt's query comment as safe JSON (job labels: warehouses/)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.identity.token import IdentityContext
-
-# dbt reads `query-comment` from dbt_project.yml only and renders it lazily, per statement; the project
-# reads this (non-secret) variable there, so the comment changes per task without touching the manifest,
-# the vars or anything else that would make dbt re-parse the project.
-QUERY_COMMENT_ENV = "IDBT_QUERY_COMMENT"
-PROJECT_CONFIG_LINE = "query-comment: \"{{ env_var('" + QUERY_COMMENT_ENV + "', '') }}\""
+from airflow_provider_idbt.warehouses import warehouse
+from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_CONFIG, QUERY_COMMENT_ENV
 
 # Claim name -> how to read it from the verified identity. Groups, principal (often an email or UPN) and
 # attributes are available but never on by default: the default comment carries no personal data.
@@ -31,7 +26,6 @@ CLAIMS: dict[str, str] = {
 }
 DEFAULT_CLAIMS: tuple[str, ...] = ("sub",)
 _MAX_VALUE = 200
-_LABEL_MAX = 63
 
 
 @dataclass(frozen=True)
@@ -104,31 +98,7 @@ def project_reads_query_comment(project_dir: str | Path) -> bool:
         return False
 
 
-def _label_char(ch: str) -> bool:
-    # BigQuery: lowercase letters (international ones too), digits, `_` and `-`.
-    return ch in "_-" or ch.isdecimal() or (ch.isalpha() and not ch.isupper())
-
-
-def _label_text(value: str) -> str:
-    return "".join(ch if _label_char(ch) else "_" for ch in unicodedata.normalize("NFKC", value).lower())
-
-
-def bigquery_job_labels(fields: Mapping[str, Any], prefix: str = "idbt_") -> dict[str, str]:
-    """The comment's keys as BigQuery job labels: keys and values sanitized, at most 63 characters each.
-
-    Keys start with a letter; lists are joined with ``-``; a value cut to fit keeps a short hash of the
-    whole value at its end, so two long run ids stay distinct.
-    """
-    labels: dict[str, str] = {}
-    for key, raw in fields.items():
-        if raw is None:
-            continue
-        name = _label_text(prefix + str(key))
-        if not name[:1].isalpha():
-            name = "l" + name
-        text = "-".join(str(v) for v in raw) if isinstance(raw, Sequence) and not isinstance(raw, str) else str(raw)
-        value = _label_text(text)
-        if len(value) > _LABEL_MAX:
-            value = value[: _LABEL_MAX - 9] + "-" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
-        labels[name[:_LABEL_MAX]] = value
-    return labels
+def project_config_for(adapter: str | None) -> str:
+    """The dbt_project.yml lines that label every statement with the identity on this warehouse."""
+    spec = warehouse(adapter)
+    return spec.labels.project_config if spec is not None else QUERY_COMMENT_CONFIG

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from airflow_provider_idbt.warehouses import candidates, failure_rows_for
+from airflow_provider_idbt.warehouses.spec import FailureKind
+
 RunStatus = Literal["success", "error", "skipped", "invocation_error"]
-FailureKind = Literal["permission", "auth", "other"]
 
 _FAILED_NODE_STATUSES = frozenset({"error", "fail", "runtime error"})
 
@@ -93,78 +94,10 @@ def load_run_result(
     return RunResult(returncode, status, nodes, duration=duration, elapsed=elapsed, message=message)
 
 
-@dataclass(frozen=True)
-class FailurePattern:
-    """A warehouse error text that tells what kind of failure a node hit. ``adapter="*"`` matches any."""
-
-    adapter: str
-    kind: FailureKind
-    pattern: re.Pattern[str]
-
-
-def _row(adapter: str, kind: FailureKind, regex: str) -> FailurePattern:
-    return FailurePattern(adapter, kind, re.compile(regex, re.IGNORECASE))
-
-
-# First match wins, so per adapter: transient look-alikes ("other") first, then auth ("permission denied"
-# can appear inside a login failure), then permission. Each row quotes the warehouse's documented wording.
-FAILURE_PATTERNS: tuple[FailurePattern, ...] = (
-    # PostgreSQL: SQLSTATE class 28 (invalid authorization), 42501 insufficient_privilege.
-    _row("postgres", "auth", r"password authentication failed|\b28P01\b|\b28000\b"),
-    _row("postgres", "auth", r"pam authentication failed|no pg_hba\.conf entry|has an expired password"),
-    _row("postgres", "auth", r"FATAL:\s+role \"[^\"]*\" does not exist"),
-    _row("postgres", "auth", r"(token|jwt).{0,40}(expired|invalid)"),
-    _row(
-        "postgres",
-        "permission",
-        r"permission denied|insufficient[_ ]privilege|\b42501\b|must be owner of|must be member of role",
-    ),
-    # BigQuery: 403 is also quota and rate limits, which are transient, not a missing grant.
-    _row("bigquery", "other", r"quota exceeded|rate ?limit|rateLimitExceeded|quotaExceeded"),
-    _row("bigquery", "auth", r"\b401\b|invalid authentication credentials|invalid_grant|RefreshError|reauthenticat"),
-    _row(
-        "bigquery",
-        "permission",
-        r"access denied|accessDenied|\b403\b|permission [\w.]+ denied|does not have [\w.]+ permission",
-    ),
-    # Snowflake: 390xxx are session/auth errors; 003001 (42501) is "SQL access control error".
-    _row("snowflake", "auth", r"\b3901(?:00|14|18)\b|\b3903(?:03|18)\b|token (has )?expired|invalid oauth"),
-    _row("snowflake", "auth", r"incorrect username or password"),
-    # "Object does not exist or not authorized" is left to "other": Snowflake says the same for a typo.
-    _row("snowflake", "permission", r"insufficient privileges|SQL access control error|\b003001\b"),
-    # Databricks: Unity Catalog error classes.
-    _row("databricks", "auth", r"invalid access token|UNAUTHENTICATED|\b401\b|token (is )?expired"),
-    _row("databricks", "permission", r"INSUFFICIENT_PERMISSIONS|PERMISSION_DENIED|user does not have \w+"),
-    # SQL Server / Fabric / Synapse: 18456 login failed; 229/230/262/300 permission errors.
-    _row("sqlserver|fabric|synapse", "auth", r"login failed|\(18456\)|\bAADSTS\d+|access token (has )?expired"),
-    _row(
-        "sqlserver|fabric|synapse",
-        "permission",
-        r"permission was denied|permission denied|\((?:229|230|262|300)\)",
-    ),
-    _row("duckdb", "permission", r"Permission Error"),
-    _row("*", "auth", r"\b401\b.{0,40}unauthori[sz]ed|authentication (failed|error)|invalid[_ ]grant"),
-    _row("*", "permission", r"\b403\b.{0,40}forbidden|access denied|insufficient privileges"),
-)
-
-# What the warehouse says is missing, per adapter: the text a user needs to ask for the right GRANT.
-_MISSING_GRANT: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("postgres", re.compile(r"permission denied for (\w+) (\"[^\"]+\"|\S+)", re.IGNORECASE)),
-    ("bigquery", re.compile(r"permission ([\w.]+) denied on (\w+ [^\s(]+)", re.IGNORECASE)),
-    ("bigquery", re.compile(r"does not have ([\w.]+) permission", re.IGNORECASE)),
-    ("snowflake", re.compile(r"insufficient privileges to operate on (\w+ '[^']+'|\w+)", re.IGNORECASE)),
-    ("databricks", re.compile(r"user does not have (\w+(?: \w+)?) on (\w+ '[^']+')", re.IGNORECASE)),
-    ("sqlserver|fabric|synapse", re.compile(r"the (\w+(?: \w+)?) permission was denied on the object '([^']+)'", re.I)),
-)
-
-
-def _applies(row_adapter: str, adapter: str | None) -> bool:
-    return adapter is None or row_adapter == "*" or adapter in row_adapter.split("|")
-
-
 def classify_message(message: str, adapter: str | None = None) -> FailureKind:
-    for row in FAILURE_PATTERNS:
-        if _applies(row.adapter, adapter) and row.pattern.search(message):
+    """The kind of failure ``message`` shows, by the warehouse module's rows (all of them when ``adapter`` is None)."""
+    for row in failure_rows_for(adapter):
+        if row.pattern.search(message):
             return row.kind
     return "other"
 
@@ -197,9 +130,9 @@ def warehouse_message(messages: Iterable[str], kind: FailureKind, adapter: str |
 
 def missing_grant(message: str, adapter: str | None = None) -> str | None:
     """What the warehouse says is missing (``table payments``, ``bigquery.tables.getData on table x``)."""
-    for row_adapter, pattern in _MISSING_GRANT:
-        if _applies(row_adapter, adapter):
-            found = pattern.search(message)
+    for spec in candidates(adapter):
+        for row in spec.missing_grants:
+            found = row.find(message)
             if found:
-                return " on ".join(found.groups()) if row_adapter != "postgres" else " ".join(found.groups())
+                return found
     return None

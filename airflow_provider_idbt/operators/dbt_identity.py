@@ -261,21 +261,15 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         from dataclasses import asdict
 
         from airflow_provider_idbt.dbt.dbt_log import read_dbt_log
-        from airflow_provider_idbt.dbt.permissions import WAREHOUSE_ROLE_ENV
-        from airflow_provider_idbt.dbt.profiles import (
-            TOKEN_ENV_VAR,
-            project_profile_name,
-            render_profile,
-            write_profiles_dir,
-        )
+        from airflow_provider_idbt.dbt.profiles import project_profile_name, render_profile, write_profiles_dir
         from airflow_provider_idbt.dbt.query_comment import (
-            PROJECT_CONFIG_LINE,
-            QUERY_COMMENT_ENV,
+            project_config_for,
             project_reads_query_comment,
             query_comment_fields,
             render_query_comment,
         )
         from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
+        from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, TOKEN_ENV_VAR, WAREHOUSE_ROLE_ENV
 
         comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
         env = {QUERY_COMMENT_ENV: render_query_comment(comment)}
@@ -284,10 +278,10 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         if not project_reads_query_comment(self.project_dir):
             self.log.warning(
                 "idbt: %s/dbt_project.yml does not read %s, so the warehouse's log will not name who ran "
-                "each statement; add this line to it: %s",
+                "each statement; add this to it: %s",
                 self.project_dir,
                 QUERY_COMMENT_ENV,
-                PROJECT_CONFIG_LINE,
+                project_config_for(self._adapter_type()),
             )
 
         # One private directory per try: target/, logs/ and a generated profile never collide with a
@@ -300,13 +294,11 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 assert self.profile_args is not None
                 args = dict(self.profile_args)
                 adapter = str(args.pop("type"))
-                if access.warehouse_role:
-                    args["role"] = access.warehouse_role
                 # Named after the project's own profile, so no --profile/--target is needed: dbt counts those
                 # flags in its partial-parse check, and passing them cost a full parse per task (+1.2 s per
                 # model at 30 models, docs/performance.md).
                 name = self.profile_name or project_profile_name(self.project_dir) or "idbt"
-                profile = render_profile(adapter, args, name, self.target or "idbt")
+                profile = render_profile(adapter, args, name, self.target or "idbt", role=access.warehouse_role)
                 profiles_dir = str(write_profiles_dir(profile, workdir / "profiles"))
             invocation = DbtInvocation(
                 project_dir=self.project_dir,

@@ -16,9 +16,8 @@ import pytest
 
 from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary, read_dbt_log
 from airflow_provider_idbt.dbt.failures import failure_for, may_refresh_and_rerun
-from airflow_provider_idbt.dbt.profiles import TOKEN_ENV_VAR, render_profile, write_profiles_dir
+from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.query_comment import (
-    QUERY_COMMENT_ENV,
     QueryCommentOptions,
     query_comment_fields,
     render_query_comment,
@@ -27,6 +26,7 @@ from airflow_provider_idbt.dbt.results import RunResult
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
 from airflow_provider_idbt.errors import PermissionMismatch, WarehouseAuthFailed
 from airflow_provider_idbt.identity.token import IdentityContext
+from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, TOKEN_ENV_VAR
 from tests.fixtures.pg_warehouse import (
     Identities,
     copy_pg_project,
@@ -199,3 +199,32 @@ def test_missing_select_grant_is_a_permission_mismatch_with_the_warehouse_messag
     assert isinstance(error, PermissionMismatch) and not error.retryable
     assert error.required == ("table payments",)
     assert "permission denied for table payments" in (error.warehouse_message or "")
+
+
+def test_documented_profile_snippet_runs_a_model_with_the_token_and_the_role(warehouse: Warehouse) -> None:
+    """docs/warehouses/postgres.md's profiles.yml as a user would write it, pointed at this cluster."""
+    import yaml
+
+    from airflow_provider_idbt.warehouses.postgres import PROFILE_SNIPPET
+    from airflow_provider_idbt.warehouses.spec import WAREHOUSE_ROLE_ENV
+
+    ((_, profile),) = yaml.safe_load(PROFILE_SNIPPET).items()
+    output = profile["outputs"][profile["target"]]
+    output.pop("sslmode")  # the private cluster listens without TLS
+    output.update({"host": "127.0.0.1", "port": warehouse.cluster.port, "user": "svc_transformer", "dbname": DB})
+    where = warehouse.root / "snippet"
+    before = warehouse.cluster.log_size()
+    invocation = DbtInvocation(
+        project_dir=str(warehouse.project),
+        profiles_dir=str(write_profiles_dir({"idbt_pg": profile}, where / "p")),
+        select="stg_orders",
+        target_path=str(where / "target"),
+        log_path=str(where / "logs"),
+        env={
+            QUERY_COMMENT_ENV: render_query_comment(_comment("svc_transformer", "stg_orders")),
+            WAREHOUSE_ROLE_ENV: "transformer",
+        },
+    )
+    run = warehouse.run(invocation, warehouse.token("svc_transformer"))
+    assert run.result.status == "success", run.lines[-20:]
+    assert "statement: set role transformer" in warehouse.cluster.log_since(before)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
 import time
@@ -13,10 +14,11 @@ import duckdb
 import pytest
 
 from airflow_provider_idbt.dbt.manifest import ManifestIndex
-from airflow_provider_idbt.dbt.profiles import TOKEN_ENV_VAR, render_profile, write_profiles_dir
+from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.results import RunResult
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
 from airflow_provider_idbt.errors import ModelNotFound, StaleManifest
+from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR
 from tests.fixtures.dbt_projects import DbtProject, copy_project, parse_project
 
 pytestmark = pytest.mark.integration
@@ -210,3 +212,19 @@ def test_postgres_profile_carries_the_token_only_as_env_var(tmp_path: Path) -> N
     text = (folder / "profiles.yml").read_text()
     assert "password: '{{ env_var(''DBT_ENV_SECRET_IDBT_TOKEN'') }}'" in text
     assert TOKEN not in text
+
+
+def test_documented_profile_snippet_runs_a_model(warehouse: Warehouse, built: dict[str, RunResult]) -> None:
+    """docs/warehouses/duckdb.md's profiles.yml as a user would write it, named after the example project."""
+    import yaml
+
+    from airflow_provider_idbt.warehouses.duckdb import PROFILE_SNIPPET
+
+    ((_, profile),) = yaml.safe_load(PROFILE_SNIPPET).items()
+    profiles_dir = write_profiles_dir({"idbt_example": profile}, warehouse.workdir / "snippet_profiles")
+    invocation = warehouse.invocation("stg_orders")
+    invocation = dataclasses.replace(invocation, profiles_dir=str(profiles_dir), target=profile["target"])
+    result = warehouse.run(invocation)
+    assert result.status == "success", warehouse.lines[-20:]
+    assert [node.unique_id for node in result.nodes] == ["model.idbt_example.stg_orders"]
+

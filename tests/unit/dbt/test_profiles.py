@@ -8,14 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_provider_idbt.dbt.profiles import (
-    ADAPTERS,
-    TOKEN_ENV_VAR,
-    TOKEN_REFERENCE,
-    render_profile,
-    write_profiles_dir,
-)
+from airflow_provider_idbt.dbt.profiles import profile_fields, render_profile, write_profiles_dir
 from airflow_provider_idbt.errors import ConfigurationError
+from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR, TOKEN_REFERENCE
 
 PG = {"host": "127.0.0.1", "user": "svc_analytics", "dbname": "warehouse", "schema": "analytics"}
 
@@ -41,7 +36,7 @@ def test_postgres_profile_carries_the_token_only_as_env_var() -> None:
 def test_duckdb_profile_has_no_secret_field() -> None:
     profile = render_profile("duckdb", {"path": "w.duckdb", "threads": 4}, "p", "t")
     assert profile["p"]["outputs"]["t"] == {"type": "duckdb", "path": "w.duckdb", "threads": 4}
-    assert ADAPTERS["duckdb"].token_field is None
+    assert profile_fields("duckdb").token_field is None
 
 
 def test_aliases_map_to_dbt_field_names() -> None:

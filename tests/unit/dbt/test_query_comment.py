@@ -8,15 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from airflow_provider_idbt.dbt.query_comment import (
-    PROJECT_CONFIG_LINE,
     QueryCommentOptions,
-    bigquery_job_labels,
     project_reads_query_comment,
     query_comment_fields,
     render_query_comment,
 )
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.identity.token import IdentityContext
+from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_CONFIG
 
 RUN = {"dag_id": "d", "run_id": "manual__2026-01-01T00:00:00+00:00", "task_id": "t", "try_number": 1, "map_index": -1}
 IDENTITY = IdentityContext(
@@ -67,27 +66,5 @@ def test_long_values_are_bounded() -> None:
 def test_project_line_is_detected(tmp_path) -> None:
     (tmp_path / "dbt_project.yml").write_text("name: p\n")
     assert not project_reads_query_comment(tmp_path)
-    (tmp_path / "dbt_project.yml").write_text("name: p\n" + PROJECT_CONFIG_LINE + "\n")
+    (tmp_path / "dbt_project.yml").write_text("name: p\n" + QUERY_COMMENT_CONFIG + "\n")
     assert project_reads_query_comment(tmp_path)
-
-
-def test_bigquery_labels_are_sanitized() -> None:
-    labels = bigquery_job_labels(
-        {"dag_id": "Sales.Daily", "run_id": "manual__2026-01-01T00:00:00+00:00", "try_number": 2, "9": "Ünïcode X"}
-    )
-    assert labels["idbt_dag_id"] == "sales_daily"
-    assert labels["idbt_run_id"] == "manual__2026-01-01t00_00_00_00_00"
-    assert labels["idbt_try_number"] == "2"
-    assert labels["idbt_9"] == "ünïcode_x"
-    for key, value in labels.items():
-        assert key[0].isalpha() and key.islower()
-        assert len(key) <= 63 and len(value) <= 63
-        assert all(ch.isalnum() or ch in "_-" for ch in key + value)
-
-
-def test_bigquery_long_values_keep_a_distinguishing_hash() -> None:
-    a = bigquery_job_labels({"run_id": "x" * 80 + "a"}, prefix="")
-    b = bigquery_job_labels({"run_id": "x" * 80 + "b"}, prefix="")
-    assert len(a["run_id"]) == 63 and a != b
-    assert bigquery_job_labels({"9lives": "v"}, prefix="") == {"l9lives": "v"}
-    assert bigquery_job_labels({"k" * 80: "v"}, prefix="") == {"k" * 63: "v"}

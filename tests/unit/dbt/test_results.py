@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from airflow_provider_idbt.dbt.results import (
-    FAILURE_PATTERNS,
     NodeResult,
     RunResult,
     classify_failure,
     classify_message,
     load_run_result,
 )
+from airflow_provider_idbt.warehouses import failure_rows_for
 
 UID = "model.idbt_example.customer_orders"
 
@@ -117,5 +117,5 @@ def test_classify_failure_prefers_permission(tmp_path: Path) -> None:
 
 
 def test_failure_table_has_rows_per_adapter() -> None:
-    adapters = {row.adapter for row in FAILURE_PATTERNS}
+    adapters = {row.adapter for row in failure_rows_for(None)}
     assert {"postgres", "duckdb", "*"} <= adapters

@@ -1,0 +1,14 @@
+"""Microsoft Fabric (dbt-fabric): the SQL engine's error rows (shared with SQL Server)."""
+
+from __future__ import annotations
+
+from airflow_provider_idbt.warehouses.spec import WarehouseSpec
+from airflow_provider_idbt.warehouses.sqlserver import SQL_ENGINE_LABELS, SQL_ENGINE_MISSING_GRANTS, sql_engine_failures
+
+WAREHOUSE = WarehouseSpec(
+    adapter="fabric",
+    title="Microsoft Fabric",
+    failures=sql_engine_failures("fabric"),
+    missing_grants=SQL_ENGINE_MISSING_GRANTS,
+    labels=SQL_ENGINE_LABELS,
+)
