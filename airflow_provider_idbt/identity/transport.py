@@ -1,18 +1,18 @@
-"""HTTP to identity providers: one bounded-retry loop (timeouts, 5xx, 429 with Retry-After) for every exchanger."""
+"""HTTP to identity providers: one bounded retry policy (timeouts, 5xx, 429 with Retry-After) for every exchanger."""
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
+import tenacity
+from urllib3.exceptions import InvalidHeader
+from urllib3.util.retry import Retry
 
 from airflow_provider_idbt.errors import ConnectionFieldError, IdentityProviderUnavailable
 
@@ -34,16 +34,13 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), by urllib3's own parser."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return float(Retry().parse_retry_after(value))
+    except InvalidHeader:
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def json_object(response: requests.Response) -> dict[str, Any]:
@@ -61,24 +58,46 @@ def with_retries(conn_id: str, what: str, policy: RetryPolicy, attempt_once: Att
     """Call ``attempt_once`` until it returns a result, at most ``policy.attempts`` times.
 
     ``attempt_once`` returns ``(result, None, None)`` when done, or ``(None, problem, retry_after)`` for a
-    transient failure; the server's own Retry-After (even 0) beats our backoff.
+    transient failure; the server's own Retry-After (even 0) beats our backoff, and a Retry-After longer than
+    ``policy.max_wait`` ends the retries at once (Airflow's task retry comes later, with its own delay).
+
+    tenacity runs the loop. urllib3's ``Retry`` (through requests' HTTPAdapter) is not enough: the AWS
+    exchanger's calls go through botocore, not requests, and urllib3 sleeps for whatever Retry-After a server
+    sends rather than giving up on a long one.
     """
-    problem = ""
-    attempt = 0
-    for attempt in range(1, policy.attempts + 1):
-        result, failed, retry_after = attempt_once()
-        if failed is None:
-            return result
-        problem = failed
-        wait = policy.wait(attempt) if retry_after is None else retry_after
-        if attempt == policy.attempts or wait > policy.max_wait:
-            break
-        log.info("connection `%s`: %s (%s); retrying in %.1fs", conn_id, what, problem, wait)
-        time.sleep(wait)
-    raise IdentityProviderUnavailable(
-        f"connection `{conn_id}`: the {what} is unavailable after {attempt} attempt(s) ({problem}); "
-        "the task will be retried"
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        _, _, retry_after = _outcome(state)
+        return policy.wait(state.attempt_number) if retry_after is None else retry_after
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return state.attempt_number >= policy.attempts or wait(state) > policy.max_wait
+
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        sleep = state.next_action.sleep if state.next_action is not None else 0.0
+        log.info("connection `%s`: %s (%s); retrying in %.1fs", conn_id, what, _outcome(state)[1], sleep)
+
+    def give_up(state: tenacity.RetryCallState) -> NoReturn:
+        raise IdentityProviderUnavailable(
+            f"connection `{conn_id}`: the {what} is unavailable after {state.attempt_number} attempt(s) "
+            f"({_outcome(state)[1]}); the task will be retried"
+        )
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_result(lambda outcome: outcome[1] is not None),
+        stop=stop,
+        wait=wait,
+        before_sleep=log_retry,
+        retry_error_callback=give_up,
     )
+    result, _, _ = retrying(attempt_once)
+    return result
+
+
+def _outcome(state: tenacity.RetryCallState) -> tuple[Any, str | None, float | None]:
+    assert state.outcome is not None  # tenacity calls wait/stop/callbacks only after an attempt
+    outcome: tuple[Any, str | None, float | None] = state.outcome.result()
+    return outcome
 
 
 @dataclass(frozen=True)
