@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary
+from airflow_provider_idbt.dbt.json_log import DbtLogSummary
 from airflow_provider_idbt.dbt.results import (
     FailureKind,
     RunResult,

@@ -17,7 +17,7 @@ from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
 
 if TYPE_CHECKING:
-    from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary
+    from airflow_provider_idbt.dbt.json_log import DbtLogSummary
     from airflow_provider_idbt.dbt.manifest import ModelSpec
     from airflow_provider_idbt.dbt.permissions import Access
     from airflow_provider_idbt.dbt.results import RunResult
@@ -260,7 +260,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     ) -> tuple[RunResult, DbtLogSummary]:
         from dataclasses import asdict
 
-        from airflow_provider_idbt.dbt.dbt_log import read_dbt_log
+        from airflow_provider_idbt.dbt.json_log import read_dbt_log
         from airflow_provider_idbt.dbt.profiles import project_profile_name, render_profile, write_profiles_dir
         from airflow_provider_idbt.dbt.query_comment import (
             project_config_for,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary, read_dbt_log
 from airflow_provider_idbt.dbt.failures import failure_for, may_refresh_and_rerun
+from airflow_provider_idbt.dbt.json_log import DbtLogSummary, read_dbt_log
 from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.query_comment import (
     QueryCommentOptions,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from airflow_provider_idbt.dbt.dbt_log import DbtLogSummary, summarize
 from airflow_provider_idbt.dbt.failures import failure_for, may_refresh_and_rerun
+from airflow_provider_idbt.dbt.json_log import DbtLogSummary, summarize
 from airflow_provider_idbt.dbt.results import NodeResult, RunResult
 from airflow_provider_idbt.errors import DbtRunFailed, PermissionMismatch, WarehouseAuthFailed
 from airflow_provider_idbt.identity.token import IdentityContext
-from tests.unit.dbt.test_dbt_log import CONNECT_FAILED, MODEL_DENIED, UID
+from tests.unit.dbt.test_json_log import CONNECT_FAILED, MODEL_DENIED, UID
 
 IDENTITY = IdentityContext(
     "https://idp.test", "svc-intern", datetime(2030, 1, 1, tzinfo=UTC), "sha256:x", groups=("interns",)

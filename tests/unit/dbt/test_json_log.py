@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.dbt.dbt_log import read_dbt_log, summarize
+from airflow_provider_idbt.dbt.json_log import read_dbt_log, summarize
 
 UID = "model.idbt_pg.stg_payments"
 
