@@ -30,7 +30,7 @@ def identity_hook_for(conn_id: str) -> IdentityHook:
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
-        raise missing_connection(conn_id, "idbt_oidc or idbt_aws") from None
+        raise missing_connection(conn_id, " or ".join(HOOKS_BY_CONN_TYPE)) from None
     path = HOOKS_BY_CONN_TYPE.get(conn.conn_type or "")
     if path is None:
         raise ConfigurationError(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from airflow_provider_idbt.hooks.base import TOKEN_CACHE, IdentityHook
+from airflow_provider_idbt.hooks.base import IdentityHook
 from airflow_provider_idbt.identity.oidc.config import OidcClientConfig
 from airflow_provider_idbt.identity.oidc.exchanger import OidcTokenExchanger
 from airflow_provider_idbt.identity.token import FederatedToken
 from airflow_provider_idbt.version_compat import mask_secret
-
-__all__ = ["TOKEN_CACHE", "OidcTokenHook"]
 
 
 class OidcTokenHook(IdentityHook):
