@@ -181,7 +181,7 @@ class SubprocessRunner:
             except BrokenPipeError:
                 pass  # the child died at start-up; its output and exit code say why
             for raw in proc.stdout:
-                on_line(_scrub(raw.decode("utf-8", errors="replace").rstrip("\r\n"), secret_env))
+                on_line(scrub_secrets(raw.decode("utf-8", errors="replace").rstrip("\r\n"), secret_env))
             return proc.wait()
         finally:
             with self._lock:
@@ -241,7 +241,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
         pass
 
 
-def _scrub(line: str, secrets: Mapping[str, str]) -> str:
+def scrub_secrets(line: str, secrets: Mapping[str, str]) -> str:
     # dbt already masks DBT_ENV_SECRET_* values; this also covers output that bypasses dbt's logger.
     for value in secrets.values():
         if value:

@@ -21,10 +21,12 @@ import json
 import signal
 from collections.abc import Mapping
 from types import FrameType
+from typing import Any
 
 EXIT_SUCCESS, EXIT_FAILURE, EXIT_ERROR = 0, 1, 2
 SECRET_PREFIX = "DBT_ENV_SECRET_"
 _PR_SET_DUMPABLE = 4
+_PR_SET_PDEATHSIG = 1
 
 
 def read_secrets(line: str) -> dict[str, str]:
@@ -50,6 +52,17 @@ def make_undumpable() -> bool:
         return False
 
 
+def die_with_parent(parent: int) -> None:
+    """Linux: SIGKILL this process when ``parent`` (the warm worker that forked it) dies; no run outlives it."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # it died before the line above took effect
+        os._exit(EXIT_ERROR)
+
+
 def scrub(text: str, secrets: Mapping[str, str]) -> str:
     for value in secrets.values():
         if value:
@@ -57,7 +70,7 @@ def scrub(text: str, secrets: Mapping[str, str]) -> str:
     return text
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
+def interrupt(signum: int, frame: FrameType | None) -> None:
     # dbt treats KeyboardInterrupt as "cancel": it cancels the warehouse queries it has open, then stops.
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -70,13 +83,17 @@ def main(argv: list[str]) -> int:
         return EXIT_ERROR
     make_undumpable()
     os.environ.update(secrets)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         from dbt.cli.main import dbtRunner
     except ImportError as exc:
         print(f"idbt worker: dbt is not installed for {sys.executable}: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    result = dbtRunner().invoke(argv)
+    return verdict(dbtRunner().invoke(argv), secrets)
+
+
+def verdict(result: Any, secrets: Mapping[str, str]) -> int:
+    """The exit code for a dbtRunnerResult; why dbt could not run goes to stderr, secrets scrubbed."""
     if result.success:
         return EXIT_SUCCESS
     if result.exception is not None:
