@@ -26,8 +26,6 @@ if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.
     del sys.path[0]
 
 import argparse
-import atexit
-import hashlib
 import importlib.util
 import json
 import selectors
@@ -44,85 +42,22 @@ from typing import Any
 PROTOCOL = 1
 MAX_REQUEST = 1 << 20
 COMMANDS = frozenset({"run", "build", "test", "seed", "snapshot"})
-TRAILER = "\0idbt-warm"
 CANCEL_GRACE = 10.0
-PLACEHOLDER = "idbt-warm-placeholder"  # a secret's stand-in while this process parses; never a credential
 
 
-def _load_worker() -> Any:
-    # The child-side helpers (secrets line, non-dumpable, dbt's verdict) are worker.py's: one copy of each.
-    spec = importlib.util.spec_from_file_location("idbt_dbt_worker", Path(__file__).with_name("worker.py"))
+def _load_sibling(name: str) -> Any:
+    # Scripts beside this one, loaded by path: this process runs in dbt's virtualenv, without the provider.
+    spec = importlib.util.spec_from_file_location(f"idbt_dbt_{name}", Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-worker = _load_worker()
-
-
-def manifest_digest(path: str | os.PathLike[str]) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@dataclass
-class Loaded:
-    """dbt with one project's manifest in memory, and which deployed manifest.json it stands for."""
-
-    manifest: Any
-    manifest_sha256: str
-
-
-def load(args: argparse.Namespace, workdir: Path) -> Loaded:
-    """Import dbt, parse the project once (seeded from the deployed partial parse) and warm dbt's code paths up.
-
-    dbt checks the partial parse against the project as it does for any parse; the digest of the deployed
-    manifest.json ties this process to the manifest the operator checked, since a pre-loaded manifest skips
-    dbt's own staleness checks in every run.
-    """
-    from dbt.cli.main import dbtRunner
-
-    target = workdir / "target"
-    target.mkdir(parents=True)
-    partial = Path(args.manifest).with_name("partial_parse.msgpack")
-    if partial.is_file():
-        shutil.copyfile(partial, target / "partial_parse.msgpack")
-    common = ["--project-dir", args.project_dir, "--profiles-dir", args.profiles_dir, "--log-path", str(workdir)]
-    for flag in ("profile", "target", "vars"):
-        if getattr(args, flag):
-            common += [f"--{flag}", getattr(args, flag)]
-    quiet = ["--log-level", "warn", "--no-send-anonymous-usage-stats", "--no-version-check"]
-    digest = manifest_digest(args.manifest)
-    # Profiles read the token with env_var(); while parsing, a stand-in lets them render without one.
-    os.environ.update({name: PLACEHOLDER for name in args.secret_name})
-    try:
-        parsed = dbtRunner().invoke(["parse", *common, "--target-path", str(target), "--no-write-json", *quiet])
-        if not parsed.success:
-            raise SystemExit(f"idbt warm worker: dbt parse failed: {parsed.exception}")
-        manifest: Any = parsed.result
-        # A run that selects nothing opens no connection, but has dbt generate its serialisation code once
-        # here instead of in every child (about 0.2 s each).
-        warm = dbtRunner(manifest=manifest).invoke(
-            ["run", "--select", "idbt_warm_up_selects_nothing", *common, "--target-path", str(workdir / "w"), *quiet]
-        )
-        if warm.exception is not None:
-            raise SystemExit(f"idbt warm worker: warm-up failed: {warm.exception}")
-    finally:
-        for name in args.secret_name:
-            os.environ.pop(name, None)
-    _reset_process_state()
-    return Loaded(manifest, digest)
-
-
-def _reset_process_state() -> None:
-    """dbt's process-wide caches that a run fills and the next one must not inherit."""
-    from dbt.deprecations import reset_deprecations
-    from dbt.utils.artifact_upload import PRODUCED_ARTIFACTS_PATHS
-    from dbt_common.events.functions import reset_metadata_vars
-
-    reset_metadata_vars()
-    reset_deprecations()
-    PRODUCED_ARTIFACTS_PATHS.clear()
+warm_child = _load_sibling("warm_child")
+worker = warm_child.worker
+TRAILER = warm_child.TRAILER
 
 
 @dataclass
@@ -138,7 +73,7 @@ class Run:
 @dataclass
 class Server:
     listener: socket.socket
-    loaded: Loaded
+    loaded: Any  # warm_child.Loaded
     idle_timeout: float
     selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
     runs: dict[int, Run] = field(default_factory=dict)
@@ -204,7 +139,7 @@ class Server:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            _child(conn, secret_fd, request, self.loaded, [*inherited, _selector_fd(self.selector)])
+            warm_child.run_child(conn, secret_fd, request, self.loaded, [*inherited, _selector_fd(self.selector)])
         pidfd = os.pidfd_open(pid)
         self.runs[pidfd] = Run(conn, nonce, pid, pidfd)
         self.selector.register(pidfd, selectors.EVENT_READ, ("exit", pidfd))
@@ -245,52 +180,6 @@ class Server:
             self.listener.close()
 
 
-def _child(conn: socket.socket, secret_fd: int, request: dict[str, Any], loaded: Loaded, close: list[int]) -> None:
-    """The forked child: one dbt command with the task's environment and secrets; never returns."""
-    code = worker.EXIT_ERROR
-    secrets: dict[str, str] = {}
-    parent = os.getppid()
-    try:
-        import multiprocessing.util
-
-        # Finalizers inherited from this process (its semaphores) must not run in the child's exit.
-        multiprocessing.util._finalizer_registry.clear()  # type: ignore[attr-defined]
-        for fd in close:
-            _close(fd)
-        os.setsid()  # its own process group: a cancel reaches whatever dbt starts
-        worker.die_with_parent(parent)
-        signal.signal(signal.SIGTERM, worker.interrupt)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(conn.fileno(), 1)
-        os.dup2(conn.fileno(), 2)
-        os.close(devnull)
-        os.close(conn.detach())
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-        print(f"{TRAILER} {request.get('nonce', '')} child {os.getpid()}")  # for the client's pid and /proc checks
-        with os.fdopen(secret_fd, encoding="utf-8") as pipe:
-            secrets = worker.read_secrets(pipe.readline())
-        worker.make_undumpable()
-        os.environ.clear()
-        os.environ.update(request["env"])
-        os.environ.update(secrets)
-        os.chdir(request["cwd"])
-        from dbt.cli.main import dbtRunner
-
-        code = worker.verdict(dbtRunner(manifest=loaded.manifest).invoke(request["argv"]), secrets)
-    except BaseException as exc:  # the child must never return into the server's loop
-        print(f"idbt warm worker: {worker.scrub(f'{type(exc).__name__}: {exc}', secrets)}", file=sys.stderr)
-    finally:
-        try:
-            atexit._run_exitfuncs()  # adapters close their databases there; os._exit would skip it
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
-
-
 def _read_request(conn: socket.socket) -> tuple[dict[str, Any], int]:
     conn.settimeout(10)
     data, fds, _, _ = socket.recv_fds(conn, 65536, 1)
@@ -315,7 +204,7 @@ def _read_request(conn: socket.socket) -> tuple[dict[str, Any], int]:
     return request, fds[0]
 
 
-def _check(request: dict[str, Any], loaded: Loaded) -> str | None:
+def _check(request: dict[str, Any], loaded: Any) -> str | None:
     """Why a request cannot run here (None when it can)."""
     if request.get("v") != PROTOCOL:
         return f"protocol {request.get('v')!r} (this worker speaks {PROTOCOL})"
@@ -352,14 +241,6 @@ def _selector_fd(selector: selectors.BaseSelector) -> int:
     return int(fileno()) if callable(fileno) else -1
 
 
-def _close(fd: int) -> None:
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def _unlink_socket(listener: socket.socket) -> None:
     try:
         os.unlink(listener.getsockname())
@@ -384,7 +265,7 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(mode=0o700)
     try:
-        loaded = load(args, workdir)
+        loaded = warm_child.load(args, workdir)
         if threading.active_count() != 1:
             raise SystemExit("idbt warm worker: dbt left threads running after its parse; forking is unsafe")
         old_umask = os.umask(0o177)
