@@ -317,7 +317,19 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": '{"analytics": ["transformer"], "finance": ["finance_admin"]}',
                         "default": "",
-                    }
+                    },
+                    "execution_mode": {
+                        "description": (
+                            "How model tasks run dbt when they do not say: `subprocess` (a new dbt process per "
+                            "run) or `warm` (a child forked by this host's warm dbt worker, which keeps dbt and "
+                            "the manifest loaded; falls back to subprocess when it cannot take a run). Not "
+                            "offered on the KubernetesExecutor."
+                        ),
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "warm",
+                        "default": "subprocess",
+                    },
                 },
             }
         },

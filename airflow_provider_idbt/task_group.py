@@ -22,6 +22,7 @@ class DbtIdentityTaskGroup(TaskGroup):
     :param manifest_path: the pre-built ``manifest.json`` (``dbt parse``).
     :param identity_conn_id: the identity connection every model task authenticates with.
     :param profiles_dir: the user's profiles directory (see :class:`DbtIdentityOperator`).
+    :param execution_mode: ``subprocess`` or ``warm`` for every model task (see :class:`DbtIdentityOperator`).
     :param operator_kwargs: further keyword arguments for every model task (``pool``, ``retries``,
         ``profile_args``, ``target``, ...).
     """
@@ -34,6 +35,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         manifest_path: str | os.PathLike[str],
         identity_conn_id: str,
         profiles_dir: str | os.PathLike[str] | None = None,
+        execution_mode: str | None = None,
         operator_kwargs: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -43,6 +45,8 @@ class DbtIdentityTaskGroup(TaskGroup):
         except IdbtError as error:
             raise ValueError(f"task group `{group_id}`: {error}") from None
         extra = dict(operator_kwargs or {})
+        if execution_mode is not None:
+            extra["execution_mode"] = execution_mode
         self.model_tasks: dict[str, DbtIdentityOperator] = {}
         with self:
             for spec in index.models():

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.errors import IdbtError, PermissionMismatch, WarehouseAuthFailed
 from airflow_provider_idbt.links import DbtDocsLink
+from airflow_provider_idbt.operators.execution_mode import MODES as EXECUTION_MODES
 from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
 
@@ -63,6 +64,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param query_comment_claims: identity claims in the query comment (``sub``, ``iss``, ``principal``,
         ``groups``, ``aud``, ``fingerprint``, ``attr:<name>``); default ``("sub",)``, no personal data.
     :param query_comment_hash: put ``sha256:<16 hex>`` of each claim value in the comment instead of the value.
+    :param execution_mode: ``subprocess`` (a new dbt process per run) or ``warm`` (a child forked by this host's
+        warm dbt worker, which keeps dbt and the manifest loaded; falls back to ``subprocess`` with one warning
+        when the worker cannot take the run). Default: ``[idbt] execution_mode``, else ``subprocess``.
     """
 
     template_fields: Sequence[str] = (
@@ -99,6 +103,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         warehouse_role_from_identity: bool = False,
         query_comment_claims: Sequence[str] = ("sub",),
         query_comment_hash: bool = False,
+        execution_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
@@ -123,6 +128,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             raise ValueError(
                 f"{self.task_id}: profile_args sets `role` and warehouse_role_from_identity is on; choose one"
             )
+        if execution_mode is not None and execution_mode not in EXECUTION_MODES:
+            raise ValueError(f"{self.task_id}: execution_mode must be one of {', '.join(EXECUTION_MODES)}")
+        self.execution_mode = execution_mode
         self._runner: SubprocessRunner | None = None
         self._idbt_unique_id: str | None = None
         if self.profiles_dir is None and not self.profile_args:
@@ -268,7 +276,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             query_comment_fields,
             render_query_comment,
         )
-        from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
+        from airflow_provider_idbt.dbt.runner import DbtInvocation
         from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, TOKEN_ENV_VAR, WAREHOUSE_ROLE_ENV
 
         comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
@@ -316,7 +324,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 partial_parse_from=str(Path(self.manifest_path).parent),
                 env=env,
             )
-            self._runner = SubprocessRunner()
+            self._runner = self._make_runner()
             result = self._runner.run(invocation, {TOKEN_ENV_VAR: token.reveal()}, on_line=self._log_dbt_line)
             return result, read_dbt_log(invocation.log_path, spec.unique_id)
         finally:
@@ -345,6 +353,24 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             action=action,
             model_statements=log.model_statements,
         )
+
+    def _make_runner(self) -> SubprocessRunner:
+        from airflow_provider_idbt.dbt.runner import SubprocessRunner
+        from airflow_provider_idbt.dbt.warm import WarmRunner
+        from airflow_provider_idbt.operators.execution_mode import resolve_execution_mode
+
+        mode, why = resolve_execution_mode(self.execution_mode, getattr(self, "executor", None))
+        if why:
+            self.log.warning("idbt: %s", why)
+        if mode != "warm":
+            return SubprocessRunner()
+
+        def fell_back(reason: str) -> None:
+            self.log.warning(
+                "idbt: the warm dbt worker cannot take this run (%s); running dbt in a new process", reason
+            )
+
+        return WarmRunner(self.manifest_path, adapter=self._adapter_type(), on_fallback=fell_back)
 
     def _log_dbt_line(self, line: str) -> None:
         self.log.info("dbt | %s", line.rstrip())

@@ -1,9 +1,13 @@
 """End to end: one DAG whose two model tasks run as two identities, an OIDC token exchange (oidc-provider) and an
-AWS role (moto_server), through Airflow's executor path; each task logs its own identity."""
+AWS role (moto_server), through Airflow's executor path; each task logs its own identity. Once with a new dbt
+process per task, once with both tasks forked back to back by one warm dbt worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +28,17 @@ class TwoIdentitiesRun:
     home: Path
     outcome: DagRunOutcome
     secrets: list[str]
+    mode: str
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["subprocess", "warm"])
 def two_identities(
-    tmp_path_factory: pytest.TempPathFactory, oidc_provider: OidcProviderServer, moto_sts: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    oidc_provider: OidcProviderServer,
+    moto_sts: str,
 ) -> Iterator[TwoIdentitiesRun]:
-    home = tmp_path_factory.mktemp("two-identities")
+    home = tmp_path_factory.mktemp(f"two-identities-{request.param}")
     dags = home / "dags"
     dags.mkdir()
     project = copy_project(EXAMPLE_PROJECT, dags / "example_project")
@@ -68,13 +76,22 @@ def two_identities(
         "AWS_WEB_IDENTITY_TOKEN_FILE": str(aws_file),
         "AIRFLOW_CONN_IDBT_E2E_OIDC": json.dumps(oidc_conn),
         "AIRFLOW_CONN_IDBT_E2E_AWS": json.dumps(aws_conn),
+        "AIRFLOW__IDBT__EXECUTION_MODE": request.param,
+        "IDBT_WARM_DIR": str(home / "warm"),
     }
     run_dbt(project.project_dir, "parse", env=env)
     run_dbt(project.project_dir, "seed", env=env)
     with LocalAirflow(home=home / "airflow", dags_folder=dags, extra_env=env) as airflow:
         airflow.airflow("pools", "set", "idbt_duckdb", "1", "one DuckDB writer")
         outcome = airflow.run_dag("idbt_two_identities")
-    yield TwoIdentitiesRun(home, outcome, [oidc_subject, aws_subject, oidc_provider.client_secret])
+    try:
+        yield TwoIdentitiesRun(home, outcome, [oidc_subject, aws_subject, oidc_provider.client_secret], request.param)
+    finally:
+        for log in (home / "warm").glob("*.log"):  # stop the warm worker this run started
+            for line in log.read_text().splitlines():
+                if "ready, pid " in line:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(line.split("ready, pid ")[1].split(",")[0]), signal.SIGTERM)
 
 
 def _events(run: TwoIdentitiesRun, kind: str, task_id: str) -> list[dict]:
@@ -99,9 +116,26 @@ def test_each_task_logged_its_own_identity(two_identities: TwoIdentitiesRun) -> 
         assert end["identity"]["subject"] == identity["subject"]
 
 
+def test_warm_mode_ran_both_identities_in_one_worker(two_identities: TwoIdentitiesRun) -> None:
+    logs = "\n".join(path.read_text() for path in two_identities.outcome.task_logs().values())
+    assert "dbt | " in logs  # dbt's own lines reached the task log in both modes
+    if two_identities.mode == "subprocess":
+        assert not (two_identities.home / "warm").exists()
+        return
+    assert "warm dbt worker cannot take this run" not in logs
+    ready = [
+        line
+        for log in (two_identities.home / "warm").glob("*.log")
+        for line in log.read_text().splitlines()
+        if "ready, pid" in line
+    ]
+    assert len(ready) == 1, ready  # started by the first task, reused by the second
+
+
 def test_no_subject_token_or_client_secret_anywhere(two_identities: TwoIdentitiesRun) -> None:
     needles = [secret.encode() for secret in two_identities.secrets]
-    for path in (two_identities.home / "airflow").rglob("*"):
+    files = [*(two_identities.home / "airflow").rglob("*"), *(two_identities.home / "warm").rglob("*")]
+    for path in files:
         if path.is_file():
             data = path.read_bytes()
             for needle in needles:
