@@ -6,6 +6,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -81,9 +82,11 @@ _FULL_PARSE_MARKERS = ("Unable to do partial parsing", "Starting full parse", "P
 # The supervisor waits in select() up to this long between checks, and a finished task's executor slot is
 # only freed when it returns. Set explicitly in both runs, since LocalAirflow may choose its own value.
 HEARTBEAT = "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL"
+MODE = "AIRFLOW__IDBT__EXECUTION_MODE"
 VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("`[workers] min_heartbeat_interval = 5` (Airflow's default)", {HEARTBEAT: "5"}),
     ("`[workers] min_heartbeat_interval = 1`", {HEARTBEAT: "1"}),
+    ("heartbeat 1, `execution_mode = warm` (worker started by the first task)", {HEARTBEAT: "1", MODE: "warm"}),
 )
 
 
@@ -206,6 +209,7 @@ def run(n: int = 10, variants: tuple[tuple[str, dict[str, str]], ...] = VARIANTS
                 DUCKDB_ENV: str(project.duckdb_path),
                 "IDBT_BENCH_PROJECT_DIR": str(project.project_dir),
                 "IDBT_BENCH_NOOP_TASKS": str(n),
+                "IDBT_WARM_DIR": str(root / "warm"),
                 f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn),
             }
             airflow = LocalAirflow(home=root / "airflow", dags_folder=dags, extra_env=env)
@@ -228,9 +232,20 @@ def run(n: int = 10, variants: tuple[tuple[str, dict[str, str]], ...] = VARIANTS
                 control = _dag_run(airflow, NOOP_DAG_ID, f"control: no-op `@task`s, {variants[0][0]}", n, known)
             finally:
                 airflow.stop()
+                _stop_warm_workers(root / "warm")
     report = render([*results, control], setup, load_before, load_average())
     print(report)
     return {"markdown": report, "figures": results[0], "variants": results, "control": control}
+
+
+def _stop_warm_workers(directory: Path) -> None:
+    for log in directory.glob("*.log"):
+        for line in log.read_text().splitlines():
+            if "ready, pid " in line:
+                try:
+                    os.kill(int(line.split("ready, pid ")[1].split(",")[0]), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
 
 
 def render(results: list[AirflowFigures], setup: dict[str, float], load_before: str, load_after: str) -> str:

@@ -47,6 +47,7 @@ class Loaded:
 
     manifest: Any
     manifest_sha256: str
+    project_dir: str
 
 
 def load(args: argparse.Namespace, workdir: Path) -> Loaded:
@@ -87,7 +88,7 @@ def load(args: argparse.Namespace, workdir: Path) -> Loaded:
         for name in args.secret_name:
             os.environ.pop(name, None)
     _reset_process_state()
-    return Loaded(manifest, digest)
+    return Loaded(manifest, digest, args.project_dir)
 
 
 def _reset_process_state() -> None:

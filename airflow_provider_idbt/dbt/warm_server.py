@@ -217,9 +217,15 @@ def _check(request: dict[str, Any], loaded: Any) -> str | None:
         return "secrets travel in the secrets pipe, not in env"
     if not isinstance(cwd, str) or not os.path.isabs(cwd) or not os.path.isdir(cwd):
         return "cwd must be an existing absolute directory"
+    if _flag(argv, "--project-dir") != loaded.project_dir:
+        return "argv's --project-dir is not the project this worker loaded"
     if request.get("manifest_sha256") != loaded.manifest_sha256:
         return "stale: the deployed manifest changed since this worker loaded it"
     return None
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv[:-1] else None
 
 
 def _same_user(conn: socket.socket) -> bool:
