@@ -6,7 +6,6 @@ import argparse
 import itertools
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.dbt.warm import stop_workers
 from bench.measure import Series, load_average, table
 from bench.synthetic_project import DUCKDB_ENV, PROJECT_NAME, prepare
 
@@ -232,20 +232,10 @@ def run(n: int = 10, variants: tuple[tuple[str, dict[str, str]], ...] = VARIANTS
                 control = _dag_run(airflow, NOOP_DAG_ID, f"control: no-op `@task`s, {variants[0][0]}", n, known)
             finally:
                 airflow.stop()
-                _stop_warm_workers(root / "warm")
+                stop_workers(root / "warm")
     report = render([*results, control], setup, load_before, load_average())
     print(report)
     return {"markdown": report, "figures": results[0], "variants": results, "control": control}
-
-
-def _stop_warm_workers(directory: Path) -> None:
-    for log in directory.glob("*.log"):
-        for line in log.read_text().splitlines():
-            if "ready, pid " in line:
-                try:
-                    os.kill(int(line.split("ready, pid ")[1].split(",")[0]), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
 
 
 def render(results: list[AirflowFigures], setup: dict[str, float], load_before: str, load_after: str) -> str:

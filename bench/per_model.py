@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from typing import Any
 
 from airflow_provider_idbt.dbt.profiles import project_profile_name, render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
-from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings
+from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings, stop_workers, worker_pids
 from bench.measure import Sample, Series, load_average, table, timed
 from bench.synthetic_project import DUCKDB_ENV, PROJECT_NAME, SyntheticProject, dbt_command, prepare
 
@@ -142,14 +141,11 @@ class Bench:
     def start_warm_worker(self, model: str) -> float:
         """Start the warm worker with one (untimed per model) run; the wall time of that first run."""
         sample, _, _ = self.runner(model, partial_parse=True, generated_profile=True, warm=True)
-        (log,) = self.warm_settings.directory.glob("*.log")
-        ready = next(line for line in log.read_text().splitlines() if "ready, pid " in line)
-        self.worker_pid = int(ready.split("ready, pid ")[1].split(",")[0])
+        (self.worker_pid,) = worker_pids(self.warm_settings.directory)
         return sample.wall
 
     def stop_warm_worker(self) -> None:
-        if self.worker_pid:
-            os.kill(self.worker_pid, signal.SIGTERM)
+        stop_workers(self.warm_settings.directory)
 
 
 def _children_cpu(pid: int) -> float:

@@ -7,7 +7,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import secrets
+import signal
 import socket
 import stat
 import subprocess
@@ -26,6 +28,7 @@ WARM_SERVER = Path(__file__).with_name("warm_server.py")
 PROTOCOL = 1
 TRAILER = "\0idbt-warm"
 WARM_DIR_ENV = "IDBT_WARM_DIR"
+_READY = re.compile(r"idbt warm worker: ready, pid (\d+), ")  # warm_server.py's line once it listens
 
 
 class WarmUnavailable(Exception):
@@ -257,6 +260,24 @@ class WarmRunner(SubprocessRunner):
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
         self._done.wait(grace_seconds + 5)
+
+
+def worker_pids(directory: Path) -> list[int]:
+    """The process ids of the warm workers started in ``directory`` (from their logs' ready line)."""
+    found = []
+    for log in sorted(Path(directory).glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            ready = _READY.match(line)
+            if ready:
+                found.append(int(ready.group(1)))
+    return found
+
+
+def stop_workers(directory: Path) -> None:
+    """Ask every warm worker started in ``directory`` to stop (tests and benchmarks clean up with it)."""
+    for pid in worker_pids(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _lines(stream: Any) -> Iterator[bytes]:

@@ -4,10 +4,7 @@ process per task, once with both tasks forked back to back by one warm dbt worke
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.dbt.warm import stop_workers, worker_pids
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
 from tests.fixtures.oidc_provider import SECRET_CLIENT, WAREHOUSE, WORKLOAD, OidcProviderServer, write_token
 
@@ -87,11 +85,7 @@ def two_identities(
     try:
         yield TwoIdentitiesRun(home, outcome, [oidc_subject, aws_subject, oidc_provider.client_secret], request.param)
     finally:
-        for log in (home / "warm").glob("*.log"):  # stop the warm worker this run started
-            for line in log.read_text().splitlines():
-                if "ready, pid " in line:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(line.split("ready, pid ")[1].split(",")[0]), signal.SIGTERM)
+        stop_workers(home / "warm")
 
 
 def _events(run: TwoIdentitiesRun, kind: str, task_id: str) -> list[dict]:
@@ -123,13 +117,8 @@ def test_warm_mode_ran_both_identities_in_one_worker(two_identities: TwoIdentiti
         assert not (two_identities.home / "warm").exists()
         return
     assert "warm dbt worker cannot take this run" not in logs
-    ready = [
-        line
-        for log in (two_identities.home / "warm").glob("*.log")
-        for line in log.read_text().splitlines()
-        if "ready, pid" in line
-    ]
-    assert len(ready) == 1, ready  # started by the first task, reused by the second
+    started = worker_pids(two_identities.home / "warm")
+    assert len(started) == 1, started  # started by the first task, reused by the second
 
 
 def test_no_subject_token_or_client_secret_anywhere(two_identities: TwoIdentitiesRun) -> None:

@@ -18,7 +18,7 @@ import pytest
 from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.results import RunResult
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
-from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings
+from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings, stop_workers, worker_pids
 from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR
 from tests.fixtures.dbt_projects import DbtProject, copy_project
 from tests.fixtures.proc import exposed_in_proc
@@ -64,16 +64,10 @@ class Setup:
         secrets = {TOKEN_ENV_VAR: token} if token else {}
         return (runner or self.runner()).run(invocation, secrets, self.lines.append)
 
-    def worker_logs(self) -> list[Path]:
-        return sorted(self.settings.directory.glob("*.log"))
-
-    def ready_lines(self) -> list[str]:
-        return [line for log in self.worker_logs() for line in log.read_text().splitlines() if "ready, pid" in line]
-
     def worker_pid(self) -> int:
         """The running worker's pid (a new worker of the same key starts a new log)."""
-        (line,) = self.ready_lines()
-        return int(line.split("ready, pid ")[1].split(",")[0])
+        (pid,) = worker_pids(self.settings.directory)
+        return pid
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +90,7 @@ def setup(example_project: DbtProject, tmp_path_factory: pytest.TempPathFactory)
     )
     assert seeded.status == "success", warm.lines[-20:]
     yield warm
-    for log in warm.worker_logs():  # stop the workers this module started
-        for line in log.read_text().splitlines():
-            if "ready, pid" in line:
-                pid = int(line.split("ready, pid ")[1].split(",")[0])
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+    stop_workers(warm.settings.directory)
 
 
 def _probe(setup: Setup) -> str:
@@ -119,7 +106,7 @@ def test_models_run_in_forked_children_of_one_worker(setup: Setup) -> None:
     assert first.status == second.status == "success", setup.lines[-20:]
     assert [node.unique_id for node in second.nodes] == ["model.idbt_example.stg_payments"]
     assert setup.fallbacks == []
-    assert len(setup.ready_lines()) == 1  # started once, by the first run
+    assert len(worker_pids(setup.settings.directory)) == 1  # started once, by the first run
     assert stat.S_IMODE(setup.settings.directory.stat().st_mode) == 0o700
     (sock,) = setup.settings.directory.glob("*.sock")
     assert stat.S_IMODE(sock.stat().st_mode) & 0o077 == 0

@@ -70,3 +70,9 @@ def test_client_and_worker_speak_the_same_protocol() -> None:
     sys.modules[spec.name] = server  # its dataclasses look their module up
     spec.loader.exec_module(server)
     assert (server.PROTOCOL, server.TRAILER) == (warm.PROTOCOL, warm.TRAILER)
+
+
+def test_worker_pids_come_from_the_ready_lines(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text("dbt says hello\nidbt warm worker: ready, pid 4242, /run/x/a.sock\n")
+    (tmp_path / "b.log").write_text("idbt warm worker: dbt parse failed: ...\n")
+    assert warm.worker_pids(tmp_path) == [4242]
