@@ -135,7 +135,8 @@ class Bench:
         def fell_back(reason: str) -> None:
             raise RuntimeError(f"the warm worker could not take a benchmark run: {reason}")
 
-        manifest = str(self.project.target_dir / "manifest.json")
+        # The deployed copy: the CLI rows' `dbt run` rewrites target/manifest.json, which would retire the worker.
+        manifest = str(self.deployed / "manifest.json")
         return WarmRunner(manifest, adapter="duckdb", settings=self.warm_settings, on_fallback=fell_back)
 
     def start_warm_worker(self, model: str) -> float:

@@ -109,8 +109,10 @@ def findings(models: dict[str, Any], airflow: dict[str, Any] | None) -> str:
             f"{warm[0].model_run.median:.2f} s (median; the first task also starts the worker: "
             f"{max(warm[0].model_run.values):.1f} s) against {fast.model_run.median:.2f} s for a new process; "
             f"the task itself {warm[0].task_wall.median:.1f} s against {fast.task_wall.median:.1f} s, and "
-            f"{control.task_wall.median:.1f} s for a no-op task. What remains per task is Airflow's own: the "
-            "supervised task process, its start-up and the gap between tasks."
+            f"{control.task_wall.median:.1f} s for a no-op task. Effective wall per model: "
+            f"{warm[0].per_model:.2f} s against {fast.per_model:.2f} s, and {control.per_model:.2f} s for the no-op "
+            f"control: {warm[0].per_model - control.per_model:+.2f} s per model over Airflow's own cost, of which "
+            f"the task's token, manifest and pre-flight take {warm[0].in_task_overhead.median:.2f} s."
         )
     return "\n".join(points)
 

@@ -24,6 +24,7 @@ WORKER = Path(__file__).with_name("worker.py")
 SECRET_PREFIX = "DBT_ENV_SECRET_"
 _TAIL_LINES = 20
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
+EXPECT_DBT_VERSION_ENV = "IDBT_EXPECT_DBT_VERSION"  # read by worker.py, which cannot import this module
 
 # The child starts from an allowlist, not from a copy of the Airflow worker's environment, which holds
 # the metadata database URL, the Fernet key, connections and the worker's own cloud credentials.

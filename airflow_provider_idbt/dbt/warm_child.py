@@ -57,8 +57,13 @@ def load(args: argparse.Namespace, workdir: Path) -> Loaded:
     manifest.json ties this process to the manifest the operator checked, since a pre-loaded manifest skips
     dbt's own staleness checks in every run.
     """
-    from dbt.cli.main import dbtRunner
-
+    try:
+        from dbt.cli.main import dbtRunner
+    except ImportError as exc:
+        raise SystemExit(f"idbt warm worker: dbt is not installed for {sys.executable}: {exc}") from None
+    problem = worker.dbt_version_problem()
+    if problem:
+        raise SystemExit(f"idbt warm worker: {problem}")
     target = workdir / "target"
     target.mkdir(parents=True)
     partial = Path(args.manifest).with_name("partial_parse.msgpack")

@@ -25,6 +25,8 @@ from typing import Any
 
 EXIT_SUCCESS, EXIT_FAILURE, EXIT_ERROR = 0, 1, 2
 SECRET_PREFIX = "DBT_ENV_SECRET_"
+# The dbt version the deployed manifest was built with; a dbt of another minor version must not run it.
+EXPECT_DBT_VERSION_ENV = "IDBT_EXPECT_DBT_VERSION"
 _PR_SET_DUMPABLE = 4
 _PR_SET_PDEATHSIG = 1
 
@@ -63,6 +65,21 @@ def die_with_parent(parent: int) -> None:
         os._exit(EXIT_ERROR)
 
 
+def dbt_version_problem() -> str | None:
+    """Why this interpreter's dbt must not run the deployed manifest (None when it may, or dbt is missing)."""
+    expected = os.environ.get(EXPECT_DBT_VERSION_ENV, "")
+    try:
+        from dbt.version import __version__ as installed
+    except ImportError:
+        return None  # the import of dbt itself says so, with the interpreter's path
+    if expected and expected.split(".")[:2] != str(installed).split(".")[:2]:
+        return (
+            f"{sys.executable} has dbt-core {installed}, but the manifest was built by dbt {expected}; install "
+            f"dbt-core {'.'.join(expected.split('.')[:2])}.* in that virtualenv or rebuild the manifest with it"
+        )
+    return None
+
+
 def scrub(text: str, secrets: Mapping[str, str]) -> str:
     for value in secrets.values():
         if value:
@@ -88,6 +105,10 @@ def main(argv: list[str]) -> int:
         from dbt.cli.main import dbtRunner
     except ImportError as exc:
         print(f"idbt worker: dbt is not installed for {sys.executable}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    problem = dbt_version_problem()
+    if problem:
+        print(f"idbt worker: {problem}", file=sys.stderr)
         return EXIT_ERROR
     return verdict(dbtRunner().invoke(argv), secrets)
 

@@ -133,6 +133,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         self.execution_mode = execution_mode
         self._runner: SubprocessRunner | None = None
         self._idbt_unique_id: str | None = None
+        self._manifest_dbt_version = ""
         if self.profiles_dir is None and not self.profile_args:
             raise ValueError(
                 f"{self.task_id}: give either profiles_dir (a directory with your profiles.yml) or "
@@ -209,6 +210,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         except IdbtError as error:
             raise to_airflow_error(error) from None
         self._idbt_unique_id = spec.unique_id
+        self._manifest_dbt_version = index.dbt_version
         return spec
 
     def _adapter_type(self) -> str | None:
@@ -276,11 +278,12 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             query_comment_fields,
             render_query_comment,
         )
-        from airflow_provider_idbt.dbt.runner import DbtInvocation
+        from airflow_provider_idbt.dbt.runner import EXPECT_DBT_VERSION_ENV, DbtInvocation
         from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, TOKEN_ENV_VAR, WAREHOUSE_ROLE_ENV
 
         comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
-        env = {QUERY_COMMENT_ENV: render_query_comment(comment)}
+        # The dbt process refuses a manifest of another dbt minor version (a separate dbt virtualenv included).
+        env = {QUERY_COMMENT_ENV: render_query_comment(comment), EXPECT_DBT_VERSION_ENV: self._manifest_dbt_version}
         if access.warehouse_role:
             env[WAREHOUSE_ROLE_ENV] = access.warehouse_role
         if not project_reads_query_comment(self.project_dir):
