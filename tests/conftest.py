@@ -17,6 +17,13 @@ for _var in _GUARDED:
     os.environ[_var] = _DEAD_PROXY
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
+
+def registry_env() -> dict[str, str]:
+    """This process's environment with the machine's own proxy settings: for installs from the package registry."""
+    env = {k: v for k, v in os.environ.items() if k not in REGISTRY_PROXY_ENV}
+    env.update({k: v for k, v in REGISTRY_PROXY_ENV.items() if v is not None})
+    return env
+
 pytest_plugins: list[str] = [
     "tests.fixtures.identity_servers",
     "tests.fixtures.dbt_projects",

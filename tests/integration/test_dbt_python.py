@@ -14,6 +14,7 @@ import pytest
 
 from airflow_provider_idbt.dbt.runner import EXPECT_DBT_VERSION_ENV, DbtInvocation, SubprocessRunner
 from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings, stop_workers
+from tests.conftest import registry_env
 from tests.fixtures.dbt_projects import REPO, DbtProject, copy_project
 
 pytestmark = pytest.mark.integration
@@ -38,6 +39,7 @@ def dbt_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         [os.fspath(UV), "pip", "install", "--quiet", "--python", os.fspath(python), *_dbt_requirements()],
         check=True,
         timeout=600,
+        env=registry_env(),  # the package registry, through the machine's own proxy settings
     )
     return python
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REGISTRY_PROXY_ENV
+from tests.conftest import registry_env
 
 pytestmark = pytest.mark.packaging
 
@@ -31,8 +30,7 @@ def test_pip_install_with_constraints(tmp_path: Path) -> None:
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in REGISTRY_PROXY_ENV}
-    env.update({k: v for k, v in REGISTRY_PROXY_ENV.items() if v is not None})
+    env = registry_env()
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "-c", "constraints.txt", ".[dbt,duckdb]"],
