@@ -135,6 +135,7 @@ class WarmRunner(SubprocessRunner):
             sock = self._start(invocation, secret_env, directory, key, path)
         with self._lock:
             self._sock = sock
+            self._done.clear()
         try:
             yield sock
         finally:
@@ -252,8 +253,6 @@ class WarmRunner(SubprocessRunner):
         with self._lock:
             self._terminated = True
             sock = self._sock
-            if sock is not None:
-                self._done.clear()
         if sock is None:
             super().terminate(grace_seconds)
             return
