@@ -174,6 +174,13 @@ def refuse_keys(conn_id: str, extra: Mapping[str, Any], names: tuple[str, ...], 
             raise ConnectionFieldError(conn_id, name, problem, fix)
 
 
+def refuse_login_password(conn_id: str, login: str | None, password: str | None, problem: str, fix: str) -> None:
+    """A connection type that exchanges the worker's identity stores no login or password: refuse one by field."""
+    refuse_keys(
+        conn_id, {k: v for k, v in (("login", login), ("password", password)) if v}, ("login", "password"), problem, fix
+    )
+
+
 def warn_unknown(conn_id: str, extra: Mapping[str, Any], known: frozenset[str] | set[str]) -> None:
     """Unknown extras are kept working (Airflow adds its own) but named, since a typo would be silently ignored."""
     unknown = sorted(set(extra) - set(known))

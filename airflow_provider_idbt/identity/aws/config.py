@@ -56,10 +56,10 @@ class AwsWebIdentityConfig:
     ) -> AwsWebIdentityConfig:
         """Validate Airflow connection fields; every problem is a :class:`ConnectionFieldError`."""
         fields.refuse_interactive(conn_id, extra, "AssumeRoleWithWebIdentity")
-        fields.refuse_keys(
+        fields.refuse_login_password(
             conn_id,
-            {name: value for name, value in (("login", login), ("password", password)) if value},
-            ("login", "password"),
+            login,
+            password,
             "holds an access key, which this connection type never uses",
             "remove it: the worker's web identity is exchanged for short-lived credentials",
         )

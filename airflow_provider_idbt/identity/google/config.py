@@ -133,10 +133,10 @@ class GoogleFederationConfig:
     ) -> GoogleFederationConfig:
         """Validate Airflow connection fields; every problem is a :class:`ConnectionFieldError`."""
         fields.refuse_interactive(conn_id, extra, "workload identity federation")
-        fields.refuse_keys(
+        fields.refuse_login_password(
             conn_id,
-            {name: value for name, value in (("login", login), ("password", password)) if value},
-            ("login", "password"),
+            login,
+            password,
             "is set, but this connection type stores no credential",
             "remove it",
         )
