@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints.txt
 LOWEST_AIRFLOW := 3.1
 LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py
 
-.PHONY: install demo test test-lowest lint typecheck check constraints clean
+.PHONY: install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,26 @@ constraints: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate pyproject.toml -o constraints.txt
 	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate \
 		pyproject.toml -c <(echo "apache-airflow==$(LOWEST_AIRFLOW).*") -o constraints-airflow-$(LOWEST_AIRFLOW).txt
+
+# The benchmarks run in their own virtualenv: astronomer-cosmos and matplotlib are compared against and drawn
+# with, never dependencies of the package. `make bench BENCH_ARGS="--only scheduler"` runs one section.
+BENCH_VENV ?= .venv-bench
+BENCH_EXTRAS ?= dbt,duckdb,postgres
+
+bench-install:
+	$(MAKE) install VENV=$(BENCH_VENV) EXTRAS=$(BENCH_EXTRAS)
+	$(BENCH_VENV)/bin/uv pip install --quiet --python $(BENCH_VENV)/bin/python \
+		-c $(CONSTRAINTS) -c bench/constraints.txt -r bench/requirements.in
+
+bench: bench-install
+	$(BENCH_VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# Pins for bench/requirements.in on top of constraints.txt: only what constraints.txt does not pin already.
+bench-constraints: $(BIN)/uv
+	$(BIN)/uv pip compile --quiet --no-header --no-annotate bench/requirements.in -c $(CONSTRAINTS) \
+		| grep -v -i -f <(sed 's/==.*/==/; s/^/^/' $(CONSTRAINTS)) \
+		| cat <(echo "# Pinned by \`make bench-constraints\` from bench/requirements.in on top of constraints.txt.") - \
+		> bench/constraints.txt
 
 lint: install
 	$(BIN)/ruff check airflow_provider_idbt tests dags $(wildcard bench)

@@ -130,7 +130,6 @@ class Bench:
             raise RuntimeError(f"runner on {model}: {result.status} {result.message}\n" + "\n".join(lines[-20:]))
         return sample, result.elapsed, _full_parse(lines)
 
-
     def warm_runner(self) -> WarmRunner:
         def fell_back(reason: str) -> None:
             raise RuntimeError(f"the warm worker could not take a benchmark run: {reason}")
@@ -191,7 +190,7 @@ def run(n: int = 30, sample_size: int = 8, full_runs: int = 3) -> dict[str, Any]
             "c": Method("c", "idbt SubprocessRunner per model, no partial parse file"),
             "d": Method("d", "idbt SubprocessRunner per model, `partial_parse_from` (operator default)"),
             "d2": Method("d2", "as (d), with a generated profile (`profile_args`, as the operator writes it)"),
-            "w": Method("w", "as (d2), `execution_mode=\"warm\"`: a child forked by the warm dbt worker"),
+            "w": Method("w", 'as (d2), `execution_mode="warm"`: a child forked by the warm dbt worker'),
         }
         per_model: dict[str, Callable[[str], tuple[Sample, float | None, bool]]] = {
             "b": lambda m: bench.cli("run", "--select", m),

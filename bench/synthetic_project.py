@@ -1,18 +1,24 @@
-"""Generate a layered synthetic dbt project for DuckDB (seeds, staging views, intermediate and mart tables)."""
+"""Generate a layered synthetic dbt project (seeds, staging views, intermediate and mart tables) for DuckDB or
+PostgreSQL."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 PROJECT_NAME = "idbt_bench"
 PROFILE_NAME = "idbt_bench"
 DUCKDB_ENV = "IDBT_DUCKDB_PATH"
+PG_DATABASE_ENV = "IDBT_BENCH_PG_DATABASE"
+PG_HOST = "127.0.0.1"
+PG_USER = "root"
 SEEDS = ("raw_customers", "raw_orders", "raw_payments")
 _SEED_ROWS = 200
 # The line the operator asks projects to carry, so the benchmark pays what a real project pays for it.
@@ -27,6 +33,8 @@ class SyntheticProject:
     duckdb_path: Path
     models: tuple[str, ...]
     layers: dict[str, tuple[str, ...]]
+    adapter: str = "duckdb"
+    pg_database: str = ""
 
     @property
     def profiles_dir(self) -> Path:
@@ -45,7 +53,21 @@ class SyntheticProject:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
         env.update({"DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false"})
         env[DUCKDB_ENV] = str(self.duckdb_path)
+        if self.pg_database:
+            env[PG_DATABASE_ENV] = self.pg_database
         return env
+
+    def edges(self) -> list[tuple[str, str]]:
+        """(upstream, downstream) model pairs, as the manifest records them (after ``dbt parse``)."""
+        manifest = json.loads(self.manifest_path.read_text())
+        pairs = []
+        for node in manifest["nodes"].values():
+            if node["resource_type"] != "model":
+                continue
+            for parent in node["depends_on"]["nodes"]:
+                if parent.startswith("model."):
+                    pairs.append((parent.rsplit(".", 1)[1], node["name"]))
+        return sorted(pairs)
 
 
 def layer_sizes(n: int) -> tuple[int, int, int]:
@@ -102,21 +124,51 @@ def _mart_sql(index: int, intermediate: list[str]) -> str:
     )
 
 
-def _schema_yml(names: list[str], described: str) -> str:
+def _schema_yml(names: list[str], described: str, tests: bool) -> str:
     lines = ["version: 2", "", "models:"]
     for name in names:
         lines += [
             f"  - name: {name}",
             f"    description: {described} model {name} of the synthetic benchmark project",
-            "    columns:",
-            "      - name: customer_id",
-            "        data_tests: [not_null]",
         ]
+        if tests:
+            lines += ["    columns:", "      - name: customer_id", "        data_tests: [not_null]"]
     return "\n".join(lines) + "\n"
 
 
-def generate(root: Path, n: int) -> SyntheticProject:
-    """Write a project with ``n`` models under ``root`` (created) and return it; no dbt command is run."""
+def _profile(adapter: str) -> str:
+    if adapter == "duckdb":
+        output = f"type: duckdb\n      path: \"{{{{ env_var('{DUCKDB_ENV}') }}}}\""
+    elif adapter == "postgres":
+        # The token is the password, as the operator hands it over; the local server trusts loopback
+        # connections, so any value passes and the same profile serves every way of running dbt.
+        output = (
+            f"type: postgres\n      host: {PG_HOST}\n      port: 5432\n      user: {PG_USER}\n"
+            "      password: \"{{ env_var('DBT_ENV_SECRET_IDBT_TOKEN', 'trust') }}\"\n"
+            f"      dbname: \"{{{{ env_var('{PG_DATABASE_ENV}') }}}}\"\n      schema: {PROJECT_NAME}"
+        )
+    else:
+        raise ValueError(f"unknown adapter {adapter!r}: duckdb or postgres")
+    return f"{PROFILE_NAME}:\n  target: dev\n  outputs:\n    dev:\n      {output}\n      threads: 1\n"
+
+
+def generate(
+    root: Path,
+    n: int,
+    *,
+    adapter: str = "duckdb",
+    tests: bool = True,
+    warehouse_seconds: float = 0.0,
+    pg_database: str = "",
+) -> SyntheticProject:
+    """Write a project with ``n`` models under ``root`` (created) and return it; no dbt command is run.
+
+    ``warehouse_seconds`` (PostgreSQL only) adds a pre-hook that sleeps on the server before each model, to stand
+    for real models' warehouse time: the server waits, the orchestrating machine's CPU does not.
+    """
+    if warehouse_seconds and adapter != "postgres":
+        raise ValueError("warehouse_seconds needs the postgres adapter (pg_sleep)")
+    hook = f'    +pre-hook: "select pg_sleep({warehouse_seconds})"\n' if warehouse_seconds else ""
     n_stg, n_int, n_mart = layer_sizes(n)
     stg = [f"stg_{i:04d}" for i in range(n_stg)]
     inter = [f"int_{i:04d}" for i in range(n_int)]
@@ -128,13 +180,10 @@ def generate(root: Path, n: int) -> SyntheticProject:
         f"name: {PROJECT_NAME}\nversion: '1.0.0'\nconfig-version: 2\nprofile: {PROFILE_NAME}\n"
         f"{_QUERY_COMMENT}\n"
         "model-paths: [models]\nseed-paths: [seeds]\ntarget-path: target\n"
-        f"models:\n  {PROJECT_NAME}:\n    staging:\n      +materialized: view\n"
+        f"models:\n  {PROJECT_NAME}:\n{hook}    staging:\n      +materialized: view\n"
         "    intermediate:\n      +materialized: table\n    marts:\n      +materialized: table\n"
     )
-    (project / "profiles.yml").write_text(
-        f"{PROFILE_NAME}:\n  target: dev\n  outputs:\n    dev:\n      type: duckdb\n"
-        f"      path: \"{{{{ env_var('{DUCKDB_ENV}') }}}}\"\n      threads: 1\n"
-    )
+    (project / "profiles.yml").write_text(_profile(adapter))
     for seed in SEEDS:
         (project / "seeds" / f"{seed}.csv").write_text(_seed_csv(seed))
     for i, name in enumerate(stg):
@@ -143,14 +192,16 @@ def generate(root: Path, n: int) -> SyntheticProject:
         (project / "models/intermediate" / f"{name}.sql").write_text(_intermediate_sql(i, stg))
     for i, name in enumerate(marts):
         (project / "models/marts" / f"{name}.sql").write_text(_mart_sql(i, inter))
-    (project / "models/staging/schema.yml").write_text(_schema_yml(stg, "staging"))
-    (project / "models/intermediate/schema.yml").write_text(_schema_yml(inter, "intermediate"))
-    (project / "models/marts/schema.yml").write_text(_schema_yml(marts, "mart"))
+    (project / "models/staging/schema.yml").write_text(_schema_yml(stg, "staging", tests))
+    (project / "models/intermediate/schema.yml").write_text(_schema_yml(inter, "intermediate", tests))
+    (project / "models/marts/schema.yml").write_text(_schema_yml(marts, "mart", tests))
     return SyntheticProject(
         project_dir=project,
         duckdb_path=project / "warehouse.duckdb",
         models=(*stg, *inter, *marts),
         layers={"staging": tuple(stg), "intermediate": tuple(inter), "marts": tuple(marts)},
+        adapter=adapter,
+        pg_database=pg_database,
     )
 
 
@@ -186,9 +237,19 @@ def run_dbt(project: SyntheticProject, *args: str, env: dict[str, str] | None = 
     return proc.stdout
 
 
-def prepare(root: Path, n: int, *, seed: bool = True) -> SyntheticProject:
+def create_pg_database(name: str) -> None:
+    """A new, empty PostgreSQL database on the local server (dropped first if a previous run left it)."""
+    for sql in (f"drop database if exists {name}", f"create database {name}"):
+        subprocess.run(
+            ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-qc", sql], check=True, capture_output=True
+        )
+
+
+def prepare(root: Path, n: int, *, seed: bool = True, **options: Any) -> SyntheticProject:
     """Generate, ``dbt parse`` (manifest + partial parse file) and optionally ``dbt seed`` a project."""
-    project = generate(root, n)
+    if options.get("pg_database"):
+        create_pg_database(options["pg_database"])
+    project = generate(root, n, **options)
     run_dbt(project, "parse", "--quiet")
     if seed:
         run_dbt(project, "seed", "--quiet")
