@@ -141,7 +141,7 @@ def run_child(conn: socket.socket, secret_fd: int, request: dict[str, Any], load
         os.chdir(request["cwd"])
         from dbt.cli.main import dbtRunner
 
-        code = worker.verdict(dbtRunner(manifest=loaded.manifest).invoke(request["argv"]), secrets)
+        code = worker.verdict(worker.invoke(dbtRunner(manifest=loaded.manifest), request["argv"]), secrets)
     except BaseException as exc:  # the child must never return into the server's loop
         print(f"idbt warm worker: {worker.scrub(f'{type(exc).__name__}: {exc}', secrets)}", file=sys.stderr)
     finally:

@@ -16,6 +16,7 @@ import sys
 if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(os.path.abspath(__file__)):
     del sys.path[0]
 
+import atexit
 import ctypes
 import json
 import signal
@@ -110,7 +111,28 @@ def main(argv: list[str]) -> int:
     if problem:
         print(f"idbt worker: {problem}", file=sys.stderr)
         return EXIT_ERROR
-    return verdict(dbtRunner().invoke(argv), secrets)
+    return verdict(invoke(dbtRunner(), argv), secrets)
+
+
+def invoke(runner: Any, argv: list[str]) -> Any:
+    """Run dbt writing only ``run_results.json`` to the run's target path, from the result dbt returns.
+
+    With its default ``--write-json`` dbt also writes the whole project's ``manifest.json`` into the private
+    target of every one-model run, which nobody reads: it grows with the project (docs/performance.md). dbt's
+    ``--no-write-json`` drops both files, so run_results.json is written here with dbt's own ``write()``.
+    """
+    result = runner.invoke([*argv, "--no-write-json"])
+    target = _option(argv, "--target-path")
+    if target and hasattr(result.result, "write"):
+        result.result.write(os.path.join(target, "run_results.json"))
+    return result
+
+
+def _option(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv[:-1]):
+        if arg == name:
+            return argv[i + 1]
+    return None
 
 
 def verdict(result: Any, secrets: Mapping[str, str]) -> int:
@@ -125,4 +147,11 @@ def verdict(result: Any, secrets: Mapping[str, str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    # Leave without the interpreter's teardown (module and GC finalisation of everything dbt imported: about
+    # half a second per model task, docs/performance.md). The exit hooks still run: dbt's adapters close their
+    # connections there, and logging flushes its files.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
