@@ -101,6 +101,7 @@ class WarmRunner(SubprocessRunner):
         self._sock: socket.socket | None = None
         self._warm_pid: int | None = None
         self._done = threading.Event()
+        self._run_thread: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -135,6 +136,7 @@ class WarmRunner(SubprocessRunner):
             sock = self._start(invocation, secret_env, directory, key, path)
         with self._lock:
             self._sock = sock
+            self._run_thread = threading.get_ident()
             self._done.clear()
         try:
             yield sock
@@ -253,12 +255,16 @@ class WarmRunner(SubprocessRunner):
         with self._lock:
             self._terminated = True
             sock = self._sock
+            on_run_thread = threading.get_ident() == self._run_thread
         if sock is None:
             super().terminate(grace_seconds)
             return
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
-        self._done.wait(grace_seconds + 5)
+        # Airflow calls on_kill from its SIGTERM handler on the thread that runs the task: waiting there would
+        # block the very loop that reads the run to its end, so return and let that loop finish it.
+        if not on_run_thread:
+            self._done.wait(grace_seconds + 5)
 
 
 def worker_pids(directory: Path) -> list[int]:
