@@ -1,4 +1,5 @@
-"""The `idbt` command: `doctor` (check a connection), `audit` (a run's identity trail), `dev-idp` and `demo`."""
+"""The `idbt` command: `doctor` (check a connection), `audit` (a run's identity trail), `dev-idp`, `demo` and
+`warm-worker` (the warm dbt worker as a service)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the example DAG end to end on DuckDB with the dev identity provider")
     demo.add_argument("--dags-folder", default="dags", help="folder with the example DAG (default: dags)")
     demo.add_argument("--home", default=".demo", help="where Airflow, the warehouse and logs go (default: .demo)")
+    warm = sub.add_parser(
+        "warm-worker", help="keep one project's warm dbt worker running (for a container or a systemd unit)"
+    )
+    from airflow_provider_idbt.commands.warm_worker import add_arguments
+
+    add_arguments(warm)
     args, rest = parser.parse_known_args(argv)
     if args.command == "dev-idp":
         from airflow_provider_idbt.commands.dev_idp import main as dev_idp_main
@@ -39,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         from airflow_provider_idbt.commands.audit_logs import run_audit
 
         return run_audit(args.dag_id, args.run_id, as_json=args.json)
+    if args.command == "warm-worker":
+        from airflow_provider_idbt.commands.warm_worker import main as warm_worker_main
+
+        return warm_worker_main(args)
     from airflow_provider_idbt.commands.demo import run_demo
 
     return run_demo(dags_folder=args.dags_folder, home=args.home)

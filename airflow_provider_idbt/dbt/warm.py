@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,18 +64,87 @@ def private_directory(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What one warm worker is for: the interpreter, project, deployed manifest, adapter, and what dbt fixes at
+    parse time. Tasks that agree on all of it share a worker; the profiles directory is only read at its start."""
+
+    python: str
+    project_dir: str
+    profiles_dir: str
+    manifest_path: str
+    adapter: str | None
+    profile_name: str | None = None
+    target: str | None = None
+    vars: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, invocation: DbtInvocation, manifest_path: str, adapter: str | None) -> WorkerSpec:
+        return cls(
+            python=invocation.python,
+            project_dir=os.path.abspath(invocation.project_dir),
+            profiles_dir=os.path.abspath(invocation.profiles_dir),
+            manifest_path=os.path.abspath(manifest_path),
+            adapter=adapter,
+            profile_name=invocation.profile_name,
+            target=invocation.target,
+            vars=invocation.vars,
+        )
+
+    def key(self) -> str:
+        parts = [
+            os.path.realpath(self.python),
+            os.path.realpath(self.project_dir),
+            os.path.realpath(self.manifest_path),
+            self.adapter or "",
+            self.profile_name or "",
+            self.target or "",
+            json.dumps(dict(self.vars or {}), sort_keys=True, default=str),
+        ]
+        return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:20]
+
+
 def worker_key(invocation: DbtInvocation, manifest_path: str, adapter: str | None) -> str:
     """One warm worker per interpreter, project, deployed manifest, adapter, and what dbt fixes at parse time."""
-    parts = [
-        os.path.realpath(invocation.python),
-        os.path.realpath(invocation.project_dir),
-        os.path.realpath(manifest_path),
-        adapter or "",
-        invocation.profile_name or "",
-        invocation.target or "",
-        json.dumps(dict(invocation.vars or {}), sort_keys=True, default=str),
-    ]
-    return hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:20]
+    return WorkerSpec.of(invocation, manifest_path, adapter).key()
+
+
+def spawn_worker(
+    spec: WorkerSpec,
+    directory: Path,
+    secret_names: Sequence[str],
+    idle_timeout: float,
+    env: Mapping[str, str],
+    *,
+    new_session: bool,
+) -> subprocess.Popen[bytes]:
+    """Start ``spec``'s worker in ``directory`` (its socket, log and working directory are named by its key)."""
+    key = spec.key()
+    workdir = directory / f"{key}.cwd"
+    workdir.mkdir(mode=0o700, exist_ok=True)  # importing dbt reads a .env from its working directory
+    args = [
+        spec.python, os.fspath(WARM_SERVER), "--socket", os.fspath(directory / f"{key}.sock"),
+        "--project-dir", spec.project_dir, "--profiles-dir", spec.profiles_dir,
+        "--manifest", spec.manifest_path, "--idle-timeout", str(idle_timeout),
+        *(arg for name in secret_names for arg in ("--secret-name", name)),
+    ]  # fmt: skip
+    for flag, value in (("--profile", spec.profile_name), ("--target", spec.target)):
+        if value:
+            args += [flag, value]
+    if spec.vars:
+        args += ["--vars", json.dumps(dict(spec.vars), sort_keys=True, default=str)]
+    fd = os.open(directory / f"{key}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as log:
+        return subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=child_environment(os.environ, env),
+            start_new_session=new_session,
+            close_fds=True,
+        )
 
 
 class WarmRunner(SubprocessRunner):
@@ -131,7 +200,7 @@ class WarmRunner(SubprocessRunner):
         directory = private_directory(self.settings.directory)
         key = worker_key(invocation, self.manifest_path, self.adapter)
         path = directory / f"{key}.sock"
-        sock = None if restart else _connect(path)
+        sock = None if restart else connect(path)
         if sock is None:
             sock = self._start(invocation, secret_env, directory, key, path)
         with self._lock:
@@ -152,41 +221,18 @@ class WarmRunner(SubprocessRunner):
         """Start the worker for ``key`` unless another task just did; one starter at a time per key."""
         with open(directory / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            sock = _connect(path)
+            sock = connect(path)
             if sock is not None:
                 return sock
-            log_path = directory / f"{key}.log"
-            workdir = directory / f"{key}.cwd"
-            workdir.mkdir(mode=0o700, exist_ok=True)  # importing dbt reads a .env from its working directory
-            args = [
-                invocation.python, os.fspath(WARM_SERVER), "--socket", os.fspath(path),
-                "--project-dir", os.path.abspath(invocation.project_dir),
-                "--profiles-dir", os.path.abspath(invocation.profiles_dir),
-                "--manifest", self.manifest_path, "--idle-timeout", str(self.settings.idle_timeout),
-                *(arg for name in secret_env for arg in ("--secret-name", name)),
-            ]  # fmt: skip
-            for flag, value in (("--profile", invocation.profile_name), ("--target", invocation.target)):
-                if value:
-                    args += [flag, value]
-            if invocation.vars:
-                args += ["--vars", json.dumps(dict(invocation.vars), sort_keys=True, default=str)]
+            spec = WorkerSpec.of(invocation, self.manifest_path, self.adapter)
             # The worker outlives this task: it gets the scrubbed environment, minus the task's own comment.
             env = {k: v for k, v in invocation.env.items() if k != QUERY_COMMENT_ENV}
-            fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as log:
-                proc = subprocess.Popen(
-                    args,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=workdir,
-                    env=child_environment(os.environ, env),
-                    start_new_session=True,  # not in the task's process group: it serves the tasks after this one
-                    close_fds=True,
-                )
+            # Not in the task's process group: it serves the tasks after this one.
+            proc = spawn_worker(spec, directory, list(secret_env), self.settings.idle_timeout, env, new_session=True)
+            log_path = directory / f"{key}.log"
             deadline = time.monotonic() + self.settings.start_timeout
             while time.monotonic() < deadline:
-                sock = _connect(path)
+                sock = connect(path)
                 if sock is not None:
                     return sock
                 if proc.poll() is not None:
@@ -293,7 +339,7 @@ def _lines(stream: Any) -> Iterator[bytes]:
         return
 
 
-def _connect(path: Path) -> socket.socket | None:
+def connect(path: Path) -> socket.socket | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(os.fspath(path))
