@@ -145,15 +145,23 @@ class Contender:
     def dag_id(self, project_key: str, model: str | None = None) -> str:
         return f"bench_{project_key}_{self.key}" + (f"_one_{model}" if model else "")
 
-    def source(self, project_key: str, slots: int, model: str | None = None) -> str:
+    def source(
+        self,
+        project_key: str,
+        slots: int,
+        model: str | None = None,
+        *,
+        project: str = PROJECT_NAME,
+        profile: str = PROFILE_NAME,
+    ) -> str:
         """The DAG file: every model of the project, or only ``model`` as a single task."""
         header = _HEADER.format(what=self.label, key=project_key.upper())
         template = (self.one_template or self.template) if model else self.template
         body = template.format(
             dag_id=self.dag_id(project_key, model),
             slots=slots,
-            project=PROJECT_NAME,
-            profile=PROFILE_NAME,
+            project=project,
+            profile=profile,
             conn_id=CONN_ID,
             pool=POOL,
             model=model or "",

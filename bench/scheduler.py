@@ -11,11 +11,12 @@ import argparse
 import json
 import os
 import pickle
+import shutil
 import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from bench.process_memory import TaskMemory, TaskTreeSampler
 from bench.synthetic_project import DUCKDB_ENV, PG_DATABASE_ENV, PG_HOST, PG_USER, SyntheticProject, prepare, run_dbt
 
 AUDIENCE = "idbt-bench"
+EXAMPLE_PROJECT = Path(__file__).resolve().parents[1] / "dags" / "example_project"
+EXAMPLE_NAME = "idbt_example"  # its dbt project and profile name
 METADATA_DB = "idbt_bench_airflow"
 
 
@@ -41,6 +44,8 @@ class Scenario:
     contenders: tuple[dags.Contender, ...]
     warehouse_seconds: float = 0.0
     one_task_repeats: int = 0
+    # "synthetic" (bench/synthetic_project.py) or "example" (the repository's dags/example_project)
+    project: str = "synthetic"
 
     @property
     def metadata(self) -> str:
@@ -74,6 +79,16 @@ class ScenarioFigures:
 
 ALL_LOCAL = (dags.FLOOR, dags.IDBT_WARM, dags.IDBT_SUBPROCESS, dags.COSMOS_LOCAL, dags.COSMOS_WATCHER)
 SCENARIOS = {
+    "example": Scenario(
+        "example",
+        "the example project (5 models), one slot (DuckDB, SQLite metadata)",
+        5,
+        "duckdb",
+        1,
+        3,
+        ALL_LOCAL,
+        project="example",
+    ),
     "smoke": Scenario("smoke", "3 models, one slot (a quick check of the harness)", 3, "duckdb", 1, 1, ALL_LOCAL, 0, 1),
     "smoke4": Scenario(
         "smoke4", "8 models, 4 slots, PostgreSQL (a quick check of the harness)", 8, "postgres", 4, 1, ALL_LOCAL
@@ -106,7 +121,21 @@ SCENARIOS = {
 }
 
 
+def _example_project(root: Path) -> SyntheticProject:
+    """A copy of the repository's example project, parsed and seeded like the generated ones."""
+    destination = root / "project_example"
+    shutil.copytree(EXAMPLE_PROJECT, destination, ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
+    project = SyntheticProject(destination, destination / "warehouse.duckdb", (), {})
+    run_dbt(project, "parse", "--quiet")
+    run_dbt(project, "seed", "--quiet")
+    manifest = json.loads(project.manifest_path.read_text())
+    models = tuple(n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "model")
+    return replace(project, models=models)
+
+
 def _prepare_project(root: Path, scenario: Scenario) -> SyntheticProject:
+    if scenario.project == "example":
+        return _example_project(root)
     options: dict[str, Any] = {"adapter": scenario.warehouse, "tests": False}
     if scenario.warehouse == "postgres":
         options.update(pg_database=f"idbt_bench_{scenario.key}", warehouse_seconds=scenario.warehouse_seconds)
@@ -123,9 +152,10 @@ def _metadata_url(scenario: Scenario) -> str | None:
 
 
 def _one_dbt_build(project: SyntheticProject, threads: int) -> float:
-    """The baseline: the whole project as one `dbt build` (models only, seeds loaded beforehand) with ``threads``."""
+    """The baseline: the whole project as one `dbt build` of its models (seeds loaded beforehand) with ``threads``."""
     started = time.perf_counter()
-    run_dbt(project, "build", "--exclude", "resource_type:seed", "--threads", str(threads), "--quiet")
+    excluded = ("--exclude", "resource_type:seed", "resource_type:test")  # no contender runs tests or seeds
+    run_dbt(project, "build", *excluded, "--threads", str(threads), "--quiet")
     return time.perf_counter() - started
 
 
@@ -150,12 +180,13 @@ def run_scenario(scenario: Scenario, root: Path, secret_env: dict[str, str]) -> 
     folder.mkdir()
     dag_ids = []
     one_model = project.models[0] if scenario.one_task_repeats else None
+    names = {"project": EXAMPLE_NAME, "profile": EXAMPLE_NAME} if scenario.project == "example" else {}
     for contender in scenario.contenders:
-        (folder / f"{contender.dag_id(key)}.py").write_text(contender.source(key, scenario.slots))
+        (folder / f"{contender.dag_id(key)}.py").write_text(contender.source(key, scenario.slots, **names))
         dag_ids.append(contender.dag_id(key))
         if one_model and not contender.reference:
             path = folder / f"{contender.dag_id(key, one_model)}.py"
-            path.write_text(contender.source(key, 1, one_model))
+            path.write_text(contender.source(key, 1, one_model, **names))
             dag_ids.append(contender.dag_id(key, one_model))
     warm_dir = root / f"warm_{key}"
     env = {
@@ -223,7 +254,7 @@ def run(keys: list[str], saved: Path | None = None) -> list[ScenarioFigures]:
     """Every scenario of ``keys`` with one dev identity provider issuing the idbt tasks' tokens.
 
     With ``saved``, the figures of every finished scenario are kept there (pickle, our own file) as they come, so a
-    long run that stops late loses only its last scenario; `--saved` with `--render` draws the page from them.
+    long run that stops late loses only its last scenario; `--render` draws the page from such files.
     """
     from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
@@ -277,14 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     parser.add_argument("--saved", type=Path, help="keep each finished scenario's figures in this file")
-    parser.add_argument("--render", action="store_true", help="run nothing: write the page from --saved")
+    parser.add_argument(
+        "--render", nargs="+", type=Path, metavar="SAVED", help="run nothing: write the page from these --saved files"
+    )
     args = parser.parse_args(argv)
     _cosmos_installed()
     # A stopped benchmark still stops the Airflow services and warm workers it started (the `finally` blocks).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     if args.render:
-        results = _load(args.saved)
+        results = [result for path in args.render for result in _load(path)]
     else:
         if args.saved is not None and args.saved.exists():
             args.saved.unlink()

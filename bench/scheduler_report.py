@@ -77,7 +77,7 @@ def scenario_table(result: ScenarioFigures) -> str:
                     [
                         f.contender.label,
                         f.one_task.fmt(),
-                        "-" if f.contender is dags.FLOOR else f"{f.one_task.median - floor:+.2f} s",
+                        "-" if f.contender.key == dags.FLOOR.key else f"{f.one_task.median - floor:+.2f} s",
                     ]
                     for f in one
                 ],
@@ -160,7 +160,7 @@ def draw(results: list[ScenarioFigures], images: Path = IMAGES) -> list[str]:
     ax.set_xticklabels([r.scenario.title.split(" (")[0] for r in results], fontsize=8)
     ax.set_ylabel("per-model overhead over no-op tasks, s")
     ax.set_title("Per-model overhead under a real scheduler (lower is better)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     fig.tight_layout()
     fig.savefig(images / OVERHEAD_CHART, dpi=110)
     plt.close(fig)
@@ -177,7 +177,7 @@ def draw(results: list[ScenarioFigures], images: Path = IMAGES) -> list[str]:
     ax.set_xlabel("models in the project (and tasks in the DAG)")
     ax.set_ylabel("per-model overhead over no-op tasks, s")
     ax.set_title("Per-model overhead as the project grows")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2)
     fig.tight_layout()
     fig.savefig(images / GROWTH_CHART, dpi=110)
     plt.close(fig)
