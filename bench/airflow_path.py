@@ -197,13 +197,7 @@ def run(n: int = 10, variants: tuple[tuple[str, dict[str, str]], ...] = VARIANTS
             audiences=(AUDIENCE,),
         )
         with DevIdentityProvider(clients=[client], audiences=[AUDIENCE], token_lifetime=3600).start() as idp:
-            conn = {
-                "conn_type": "idbt_oidc",
-                "host": idp.issuer,
-                "login": client.client_id,
-                "password": secret,
-                "extra": {"audience": AUDIENCE},
-            }
+            conn = idp.connection(client)
             env = {
                 "IDBT_ALLOW_DEV_IDP": "1",
                 DUCKDB_ENV: str(project.duckdb_path),

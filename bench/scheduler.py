@@ -269,14 +269,8 @@ def run(keys: list[str], saved: Path | None = None) -> list[ScenarioFigures]:
     results = []
     with tempfile.TemporaryDirectory(prefix="idbt-bench-scheduler-") as tmp:
         with DevIdentityProvider(clients=[client], audiences=[AUDIENCE], token_lifetime=3600).start() as idp:
-            conn = {
-                "conn_type": "idbt_oidc",
-                "host": idp.issuer,
-                "login": client.client_id,
-                "password": secret,
-                "extra": {"audience": AUDIENCE},
-            }
-            secret_env = {"IDBT_ALLOW_DEV_IDP": "1", f"AIRFLOW_CONN_{dags.CONN_ID.upper()}": json.dumps(conn)}
+            conn = json.dumps(idp.connection(client))
+            secret_env = {"IDBT_ALLOW_DEV_IDP": "1", f"AIRFLOW_CONN_{dags.CONN_ID.upper()}": conn}
             for key in keys:
                 results.append(run_scenario(SCENARIOS[key], Path(tmp), secret_env))
                 if saved is not None:

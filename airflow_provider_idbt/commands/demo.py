@@ -91,13 +91,7 @@ def run_demo(dags_folder: str, home: str) -> int:
     )
     with DevIdentityProvider(clients=[client], audiences=[DEMO_AUDIENCE], token_lifetime=3600).start() as idp:
         _say(f"dev identity provider at {idp.issuer}")
-        conn = {
-            "conn_type": "idbt_oidc",
-            "host": idp.issuer,
-            "login": client.client_id,
-            "password": secret,
-            "extra": {"audience": DEMO_AUDIENCE},
-        }
+        conn = idp.connection(client)
         env = {
             "IDBT_ALLOW_DEV_IDP": "1",
             "IDBT_DUCKDB_PATH": str(demo_home / "idbt_example.duckdb"),

@@ -88,6 +88,17 @@ class DevIdentityProvider:
         host = "127.0.0.1" if self.host in _UNSPECIFIED_HOSTS else self.host
         return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
 
+    def connection(self, client: DevClient, audience: str | None = None, host: str | None = None) -> dict[str, Any]:
+        """The ``idbt_oidc`` connection (as Airflow takes it from ``AIRFLOW_CONN_*`` JSON) whose tasks get
+        ``client``'s tokens from this provider; ``host`` overrides the issuer (an unreachable one, in tests)."""
+        return {
+            "conn_type": "idbt_oidc",
+            "host": host or self.issuer,
+            "login": client.client_id,
+            "password": client.client_secret,
+            "extra": {"audience": audience or self.allowed_audiences(client)[0]},
+        }
+
     def allowed_audiences(self, client: DevClient) -> tuple[str, ...]:
         return client.audiences or self.audiences
 

@@ -51,15 +51,7 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
     with DevIdentityProvider(clients=[client], audiences=[AUDIENCE], token_lifetime=3600).start() as idp:
 
         def conn(host: str) -> str:
-            return json.dumps(
-                {
-                    "conn_type": "idbt_oidc",
-                    "host": host,
-                    "login": client.client_id,
-                    "password": secret,
-                    "extra": {"audience": AUDIENCE},
-                }
-            )
+            return json.dumps(idp.connection(client, host=host))
 
         env = {
             "IDBT_ALLOW_DEV_IDP": "1",

@@ -114,13 +114,7 @@ def warm_failures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmFail
         client_id="e2e-warm", client_secret=secret, subject="svc-e2e-warm", groups=("analytics",), audiences=(AUDIENCE,)
     )
     with DevIdentityProvider(clients=[client], audiences=[AUDIENCE], token_lifetime=3600).start() as idp:
-        connection = {
-            "conn_type": "idbt_oidc",
-            "host": idp.issuer,
-            "login": client.client_id,
-            "password": secret,
-            "extra": {"audience": AUDIENCE},
-        }
+        connection = idp.connection(client)
         env = {
             **project.env,
             "IDBT_ALLOW_DEV_IDP": "1",
