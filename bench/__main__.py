@@ -17,7 +17,7 @@ if only not in (None, "scheduler", "processes"):
     sys.exit(f"--only takes scheduler or processes, not {only!r}")
 code = 0
 if only in (None, "processes"):
-    code = run_all.main(args or None)
+    code = run_all.main(args)
 if only in (None, "scheduler") and code == 0:
     code = scheduler.main(args if only else [])
 sys.exit(code)

@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         total_s=time.perf_counter() - clock,
         load_start=load_start,
         load_end=load_average(),
-        command="python -m bench" + ("" if argv is None else " " + " ".join(argv)),
+        command="make bench" + (f' BENCH_ARGS="{" ".join(argv)}"' if argv else ""),
     )
     print(extrapolate(models, airflow))
     if not args.no_write:
