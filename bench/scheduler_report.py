@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -180,7 +181,7 @@ def draw(results: list[ScenarioFigures], images: Path = IMAGES) -> list[str]:
 
     images.mkdir(parents=True, exist_ok=True)
     contenders = [c for c in dags.ALL if c is not dags.FLOOR]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 5))
     width = 0.8 / len(contenders)
     for i, contender in enumerate(contenders):
         xs, ys = [], []
@@ -191,10 +192,10 @@ def draw(results: list[ScenarioFigures], images: Path = IMAGES) -> list[str]:
         bars = ax.bar(xs, ys, width, label=contender.label.replace("`", ""))
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(results))])
-    ax.set_xticklabels([r.scenario.title.split(" (")[0] for r in results], fontsize=8)
+    ax.set_xticklabels([textwrap.fill(r.scenario.title.split(" (")[0], 22) for r in results], fontsize=8)
     ax.set_ylabel("per-model overhead over no-op tasks, s")
     ax.set_title("Per-model overhead under a real scheduler (lower is better)")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     fig.tight_layout()
     fig.savefig(images / OVERHEAD_CHART, dpi=110)
     plt.close(fig)
