@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -20,9 +19,17 @@ import sys
 import time
 from types import FrameType
 
+from airflow_provider_idbt.dbt.manifest import ManifestIndex
 from airflow_provider_idbt.dbt.profiles import declared_adapter_type
 from airflow_provider_idbt.dbt.runner import EXPECT_DBT_VERSION_ENV
-from airflow_provider_idbt.dbt.warm import WarmSettings, WorkerSpec, connect, private_directory, spawn_worker
+from airflow_provider_idbt.dbt.warm import (
+    WarmSettings,
+    WorkerSpec,
+    connect,
+    private_directory,
+    spawn_worker,
+    starter_lock,
+)
 from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR
 
 # A service's worker need not idle out: the loop below would only start it again.
@@ -68,15 +75,7 @@ def spec_from(args: argparse.Namespace) -> WorkerSpec:
     )
 
 
-def _manifest_dbt_version(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return str(json.load(handle)["metadata"]["dbt_version"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return ""
-
-
-def serve(spec: WorkerSpec, settings: WarmSettings, *, once: bool = False) -> int:
+def serve(spec: WorkerSpec, settings: WarmSettings) -> int:
     """Run the worker until SIGTERM or SIGINT, starting it again whenever it exits."""
     directory = private_directory(settings.directory)
     key = spec.key()
@@ -92,11 +91,11 @@ def serve(spec: WorkerSpec, settings: WarmSettings, *, once: bool = False) -> in
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    env = {EXPECT_DBT_VERSION_ENV: _manifest_dbt_version(spec.manifest_path)}
+    # As a task would: the worker refuses a dbt of another minor version than the manifest's.
+    env = {EXPECT_DBT_VERSION_ENV: ManifestIndex.load(spec.manifest_path).dbt_version}
     print(f"idbt warm-worker: serving {spec.project_dir} ({spec.manifest_path}) at {path}", flush=True)
     while not stopping:
-        with open(directory / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with starter_lock(directory, key):
             running = connect(path)
             if running is None:
                 worker = spawn_worker(spec, directory, (TOKEN_ENV_VAR,), SERVICE_IDLE_TIMEOUT, env, new_session=False)
@@ -110,7 +109,7 @@ def serve(spec: WorkerSpec, settings: WarmSettings, *, once: bool = False) -> in
         code = worker.wait()
         worker = None
         print(f"idbt warm-worker: worker exited with {code}", flush=True)
-        if once or stopping:
+        if stopping:
             break
         time.sleep(RESTART_PAUSE)
     return 0

@@ -109,6 +109,14 @@ def worker_key(invocation: DbtInvocation, manifest_path: str, adapter: str | Non
     return WorkerSpec.of(invocation, manifest_path, adapter).key()
 
 
+@contextlib.contextmanager
+def starter_lock(directory: Path, key: str) -> Iterator[None]:
+    """One starter at a time per worker key, across tasks and `idbt warm-worker` (an flock on the key's file)."""
+    with open(directory / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def spawn_worker(
     spec: WorkerSpec,
     directory: Path,
@@ -198,11 +206,11 @@ class WarmRunner(SubprocessRunner):
         self, invocation: DbtInvocation, secret_env: Mapping[str, str], *, restart: bool
     ) -> Iterator[socket.socket]:
         directory = private_directory(self.settings.directory)
-        key = worker_key(invocation, self.manifest_path, self.adapter)
-        path = directory / f"{key}.sock"
+        spec = WorkerSpec.of(invocation, self.manifest_path, self.adapter)
+        path = directory / f"{spec.key()}.sock"
         sock = None if restart else connect(path)
         if sock is None:
-            sock = self._start(invocation, secret_env, directory, key, path)
+            sock = self._start(spec, invocation, secret_env, directory, path)
         with self._lock:
             self._sock = sock
             self._run_thread = threading.get_ident()
@@ -216,15 +224,19 @@ class WarmRunner(SubprocessRunner):
             self._done.set()
 
     def _start(
-        self, invocation: DbtInvocation, secret_env: Mapping[str, str], directory: Path, key: str, path: Path
+        self,
+        spec: WorkerSpec,
+        invocation: DbtInvocation,
+        secret_env: Mapping[str, str],
+        directory: Path,
+        path: Path,
     ) -> socket.socket:
-        """Start the worker for ``key`` unless another task just did; one starter at a time per key."""
-        with open(directory / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        """Start ``spec``'s worker unless another task just did; one starter at a time per key."""
+        key = spec.key()
+        with starter_lock(directory, key):
             sock = connect(path)
             if sock is not None:
                 return sock
-            spec = WorkerSpec.of(invocation, self.manifest_path, self.adapter)
             # The worker outlives this task: it gets the scrubbed environment, minus the task's own comment.
             env = {k: v for k, v in invocation.env.items() if k != QUERY_COMMENT_ENV}
             # Not in the task's process group: it serves the tasks after this one.
