@@ -9,7 +9,7 @@ CONSTRAINTS ?= constraints.txt
 LOWEST_AIRFLOW := 3.1
 LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py
 
-.PHONY: install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints
+.PHONY: dbt-venv install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,7 @@ tests/servers/node_modules: tests/servers/package.json tests/servers/package-loc
 demo: install
 	$(BIN)/idbt demo
 
-test: install tests/servers/node_modules
+test: install tests/servers/node_modules $(DBT_VENV)/bin/dbt
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-lowest:
@@ -36,10 +36,25 @@ test-lowest:
 		PYTEST_ARGS="$(LOWEST_TESTS)"
 
 # Re-pin after changing dependencies: names and versions only, no download URLs.
+# Every extra but bigquery, whose google-cloud pins the Google provider does not take (it lives in dbt's own
+# virtualenv, constraints-dbt.txt). constraints-dbt.txt pins every adapter for a dbt-only virtualenv.
+PINNED_EXTRAS := $(shell sed -n '/^\[project.optional-dependencies\]/,/^\[/s/^\([a-z]*\) = .*/\1/p' pyproject.toml \
+	| grep -v -x bigquery | sed 's/^/--extra /')
 constraints: $(BIN)/uv
-	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate pyproject.toml -o constraints.txt
-	$(BIN)/uv pip compile --quiet --all-extras --no-header --no-annotate \
+	$(BIN)/uv pip compile --quiet $(PINNED_EXTRAS) --no-header --no-annotate pyproject.toml -o constraints.txt
+	$(BIN)/uv pip compile --quiet $(PINNED_EXTRAS) --no-header --no-annotate \
 		pyproject.toml -c <(echo "apache-airflow==$(LOWEST_AIRFLOW).*") -o constraints-airflow-$(LOWEST_AIRFLOW).txt
+	$(BIN)/uv pip compile --quiet --no-header --no-annotate constraints-dbt.in -o constraints-dbt.txt
+
+# dbt with every warehouse adapter (and the fakesnow stand-in) in a virtualenv of its own, without Airflow: the
+# warehouse tests run dbt there through `dbt_python=`, as platform teams who keep dbt apart do.
+DBT_VENV ?= .venv-dbt
+$(DBT_VENV)/bin/dbt: constraints-dbt.txt $(BIN)/uv
+	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(DBT_VENV)
+	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python -c constraints-dbt.txt -r constraints-dbt.in
+	touch $@
+
+dbt-venv: $(DBT_VENV)/bin/dbt
 
 # The benchmarks run in their own virtualenv: astronomer-cosmos and matplotlib are compared against and drawn
 # with, never dependencies of the package. `make bench BENCH_ARGS="--only scheduler"` runs one section.

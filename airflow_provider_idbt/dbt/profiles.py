@@ -49,17 +49,30 @@ def render_target(adapter: str, fields: Mapping[str, Any], *, role: str | None =
         if target in given and given[target] != value:
             raise ConfigurationError(f"{adapter} profile: field `{target}` is given twice (as `{name}` too)")
         given[target] = value
+    for name, value in row.fixed.items():
+        if given.get(name, value) != value:
+            raise ConfigurationError(
+                f"{adapter} profile: field `{name}` is always {value!r} here (how the federated token reaches "
+                f"the warehouse); remove it"
+            )
     missing = [name for name in row.required if given.get(name) in (None, "")]
     if missing:
         raise ConfigurationError(f"{adapter} profile: field `{missing[0]}` is required and missing")
-    output: dict[str, Any] = {"type": adapter}
+    output: dict[str, Any] = {"type": adapter, **row.fixed}
     for name in (*row.required, *row.optional):
         value = given.get(name, row.optional.get(name))
         if value is not None:
             output[name] = value
+    output.update(row.templated)
     if row.token_field:
         output[row.token_field] = TOKEN_REFERENCE
     return output
+
+
+def login_args(adapter: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a generated profile that the warehouse's login step reads, with their defaults."""
+    row = profile_fields(adapter)
+    return {name: fields.get(name, default) for name, default in row.login.items()}
 
 
 def _role_field(adapter: str) -> str:

@@ -67,6 +67,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param execution_mode: ``subprocess`` (a new dbt process per run) or ``warm`` (a child forked by this host's
         warm dbt worker, which keeps dbt and the manifest loaded; falls back to ``subprocess`` with one warning
         when the worker cannot take the run). Default: ``[idbt] execution_mode``, else ``subprocess``.
+    :param login_args: with your own profiles.yml, the fields a warehouse's login step reads (Redshift's
+        ``cluster_identifier``/``db_user``/``region``, RDS's ``iam_auth``/``region``, ...); a generated profile
+        takes them in ``profile_args``. See docs/warehouses/.
     """
 
     template_fields: Sequence[str] = (
@@ -104,6 +107,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         query_comment_claims: Sequence[str] = ("sub",),
         query_comment_hash: bool = False,
         execution_mode: str | None = None,
+        login_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
@@ -131,6 +135,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         if execution_mode is not None and execution_mode not in EXECUTION_MODES:
             raise ValueError(f"{self.task_id}: execution_mode must be one of {', '.join(EXECUTION_MODES)}")
         self.execution_mode = execution_mode
+        self.login_args = dict(login_args) if login_args else None
         self._runner: SubprocessRunner | None = None
         self._idbt_unique_id: str | None = None
         self._manifest_dbt_version = ""
@@ -279,13 +284,16 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             render_query_comment,
         )
         from airflow_provider_idbt.dbt.runner import EXPECT_DBT_VERSION_ENV, DbtInvocation
-        from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, TOKEN_ENV_VAR, WAREHOUSE_ROLE_ENV
+        from airflow_provider_idbt.operators.warehouse_login import warehouse_login
+        from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, WAREHOUSE_ROLE_ENV
 
         comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
         # The dbt process refuses a manifest of another dbt minor version (a separate dbt virtualenv included).
         env = {QUERY_COMMENT_ENV: render_query_comment(comment), EXPECT_DBT_VERSION_ENV: self._manifest_dbt_version}
         if access.warehouse_role:
             env[WAREHOUSE_ROLE_ENV] = access.warehouse_role
+        login = warehouse_login(token, self._adapter_type(), self.profile_args, self.login_args)
+        env.update(login.env)
         if not project_reads_query_comment(self.project_dir):
             self.log.warning(
                 "idbt: %s/dbt_project.yml does not read %s, so the warehouse's log will not name who ran "
@@ -328,7 +336,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 env=env,
             )
             self._runner = self._make_runner()
-            result = self._runner.run(invocation, {TOKEN_ENV_VAR: token.reveal()}, on_line=self._log_dbt_line)
+            result = self._runner.run(invocation, dict(login.secret_env), on_line=self._log_dbt_line)
             return result, read_dbt_log(invocation.log_path, spec.unique_id)
         finally:
             self._runner = None

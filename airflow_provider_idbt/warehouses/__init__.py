@@ -12,7 +12,7 @@ from functools import cache
 
 from airflow_provider_idbt.warehouses.spec import GENERIC_FAILURES, FailureRow, WarehouseSpec
 
-_NOT_ADAPTERS = frozenset({"spec"})
+_NOT_ADAPTERS = frozenset({"spec", "login"})
 
 
 @cache

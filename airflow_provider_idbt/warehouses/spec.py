@@ -7,8 +7,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-# dbt scrubs DBT_ENV_SECRET_* values from its logs and refuses them outside profiles.yml / packages.yml.
-TOKEN_ENV_VAR = "DBT_ENV_SECRET_IDBT_TOKEN"
+from airflow_provider_idbt.identity.token import FederatedToken
+from airflow_provider_idbt.warehouses.login import TOKEN_ENV_VAR, WarehouseLogin
+
 TOKEN_REFERENCE = "{{ env_var('" + TOKEN_ENV_VAR + "') }}"
 # dbt reads `query-comment` from dbt_project.yml only and renders it lazily, per statement; the project
 # reads this (non-secret) variable there, so the comment changes per task without touching the manifest,
@@ -20,7 +21,11 @@ QUERY_COMMENT_CONFIG = 'query-comment: "' + QUERY_COMMENT_REFERENCE + '"'
 # A user's profiles.yml reads the warehouse role derived from the identity with this variable.
 WAREHOUSE_ROLE_ENV = "IDBT_WAREHOUSE_ROLE"
 
+__all__ = ["TOKEN_ENV_VAR", "TOKEN_REFERENCE", "WarehouseLogin"]
+
 FailureKind = Literal["permission", "auth", "other"]
+# Makes the login of one task from its token and the login fields (ProfileFields.login, or `login_args`).
+LoginMaker = Callable[[FederatedToken, Mapping[str, Any]], "WarehouseLogin"]
 ANY_ADAPTER = "*"
 
 
@@ -34,10 +39,23 @@ class ProfileFields:
     token_field: str | None = None
     # Other names users reach for, mapped to the field dbt expects.
     aliases: Mapping[str, str] = field(default_factory=dict)
+    # Fields the provider always sets (e.g. ``method: oauth-secrets``); a user value must equal them.
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    # Fields filled per task from the dbt process's (non-secret) environment, as ``env_var()`` references.
+    templated: Mapping[str, str] = field(default_factory=dict)
+    # Fields the warehouse's login step reads (cluster id, region, ...); never written into profiles.yml.
+    # Name -> default (None: optional without a default).
+    login: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def accepted(self) -> frozenset[str]:
-        return frozenset(self.required) | frozenset(self.optional) | frozenset(self.aliases)
+        return (
+            frozenset(self.required)
+            | frozenset(self.optional)
+            | frozenset(self.aliases)
+            | frozenset(self.fixed)
+            | frozenset(self.login)
+        )
 
 
 @dataclass(frozen=True)
@@ -139,6 +157,10 @@ class WarehouseSpec:
     missing_grants: tuple[MissingGrant, ...] = ()
     namespace: Namespace | None = None
     role: RoleSetting | None = None
+    # How the secrets dbt logs in with are made from the task's token; None: the token itself is the secret.
+    login: LoginMaker | None = None
+    # The `pip install airflow-provider-idbt[<extra>]` that brings this adapter; None: no extra of ours.
+    extra: str | None = None
 
     def __post_init__(self) -> None:
         strangers = {row.adapter for row in self.failures} - {self.adapter}
