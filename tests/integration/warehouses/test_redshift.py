@@ -216,7 +216,8 @@ def test_auto_create_gets_the_iama_user(proxy: RecordingProxy, token: AwsFederat
 def test_access_denied_fails_at_once_with_the_missing_permission(
     proxy: RecordingProxy, token: AwsFederatedToken
 ) -> None:
-    proxy.faults.append((403, redshift_error("AccessDenied", "User is not authorized to perform GetClusterCredentials")))
+    denied = redshift_error("AccessDenied", "User is not authorized to perform GetClusterCredentials")
+    proxy.faults.append((403, denied))
     with pytest.raises(CredentialRejected, match=r"denied \(AccessDenied.*redshift:GetClusterCredentials") as info:
         login_of(token, cluster_args(proxy))
     assert not info.value.retryable and len(proxy.seen) == 1
@@ -298,7 +299,7 @@ def test_dbt_redshift_logs_in_to_postgresql_with_the_moto_issued_password(
     (password,) = login.secrets()
     user = login.env[USER_ENV]
     # The server stores the md5 verifier only (md5 of password + user), computed here: no password in its log.
-    verifier = "md5" + hashlib.md5((password + user).encode()).hexdigest()  # noqa: S324 - PostgreSQL's md5 format
+    verifier = "md5" + hashlib.md5((password + user).encode()).hexdigest()
     md5_cluster.execute('alter role "IAM:dbt_alice" password %s', (verifier,))
     fields = {"host": "127.0.0.1", "port": md5_cluster.port, "dbname": "postgres", "schema": "analytics"}
     write_profile(tmp_path / "p", render_profile("redshift", {**fields, "sslmode": "disable"}, "analytics", "prod"))
