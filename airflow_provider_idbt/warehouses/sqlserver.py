@@ -27,7 +27,8 @@ from airflow_provider_idbt.warehouses.spec import (
 ACCESS_TOKEN_AUTHENTICATION = "ActiveDirectoryAccessToken"
 DEFAULT_DRIVER = "ODBC Driver 18 for SQL Server"
 # Non-secret: when the token stops working, in epoch seconds (dbt-sqlserver's `access_token_expires_on`).
-TOKEN_EXPIRES_ON_ENV = "IDBT_TOKEN_EXPIRES_ON"
+# No "TOKEN" in the name: the runner refuses plain environment names that look like a secret.
+TOKEN_EXPIRES_ON_ENV = "IDBT_LOGIN_EXPIRES_ON"
 TOKEN_EXPIRES_ON_REFERENCE = "{{ env_var('" + TOKEN_EXPIRES_ON_ENV + "') | int }}"
 # pyodbc links against unixODBC's driver manager; Microsoft's msodbcsql18 package depends on it.
 _ODBC_DRIVER_MANAGER = "libodbc.so.2"
@@ -105,7 +106,7 @@ def require_odbc_driver_manager() -> None:
 
 
 def token_and_expiry(token: FederatedToken) -> WarehouseLogin:
-    """The token as the secret, its expiry (epoch seconds) as the non-secret ``IDBT_TOKEN_EXPIRES_ON``."""
+    """The token as the secret, its expiry (epoch seconds) as the non-secret ``IDBT_LOGIN_EXPIRES_ON``."""
     return WarehouseLogin(
         secret_env={TOKEN_ENV_VAR: token.reveal()},
         env={TOKEN_EXPIRES_ON_ENV: str(int(token.expires_at.timestamp()))},
@@ -131,7 +132,7 @@ analytics:                      # the `profile:` of dbt_project.yml
       driver: ODBC Driver 18 for SQL Server
       authentication: ActiveDirectoryAccessToken
       access_token: "{{ env_var('DBT_ENV_SECRET_IDBT_TOKEN') }}"
-      access_token_expires_on: "{{ env_var('IDBT_TOKEN_EXPIRES_ON') | int }}"
+      access_token_expires_on: "{{ env_var('IDBT_LOGIN_EXPIRES_ON') | int }}"
       encrypt: true
       trust_cert: false
       retries: 1

@@ -98,7 +98,7 @@ def test_generated_target_carries_the_token_the_expiry_and_the_driver() -> None:
     assert target == {
         "type": "sqlserver",
         "authentication": "ActiveDirectoryAccessToken",
-        "access_token_expires_on": "{{ env_var('IDBT_TOKEN_EXPIRES_ON') | int }}",
+        "access_token_expires_on": "{{ env_var('IDBT_LOGIN_EXPIRES_ON') | int }}",
         "server": "sql-dw.database.windows.net",
         "database": "dw",
         "schema": "a",
