@@ -86,7 +86,6 @@ def redshift_login(token: FederatedToken, args: Mapping[str, Any]) -> WarehouseL
             "redshift login: give `cluster_identifier` (provisioned cluster) or `workgroup_name` (serverless), "
             "exactly one"
         )
-    creds = session_credentials(token, "Amazon Redshift")
     common: dict[str, Any] = {
         "db_name": args.get("db_name") or None,
         "duration_seconds": int(args.get("duration_seconds") or LOGIN_FIELDS["duration_seconds"]),
@@ -97,7 +96,7 @@ def redshift_login(token: FederatedToken, args: Mapping[str, Any]) -> WarehouseL
         if not args.get("db_user"):
             raise ConfigurationError("redshift login: `db_user` is required with `cluster_identifier`")
         login = redshift_cluster_login(
-            creds,
+            session_credentials(token, "Amazon Redshift"),
             cluster_identifier=str(cluster),
             db_user=str(args["db_user"]),
             db_groups=_groups(args.get("db_groups")),
@@ -110,6 +109,7 @@ def redshift_login(token: FederatedToken, args: Mapping[str, Any]) -> WarehouseL
                 "redshift login: `db_user`, `db_groups` and `auto_create` are for provisioned clusters; Redshift "
                 "Serverless derives the user from the IAM identity (remove them)"
             )
+        creds = session_credentials(token, "Amazon Redshift Serverless")
         login = redshift_serverless_login(creds, workgroup_name=str(workgroup), **common)
     return WarehouseLogin(
         {TOKEN_ENV_VAR: login.password.reveal()}, env={USER_ENV: login.user}, expires_at=login.expires_at

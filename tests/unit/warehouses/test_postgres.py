@@ -40,3 +40,33 @@ def test_role_goes_into_the_role_field() -> None:
 def test_a_warehouse_without_roles_refuses_one() -> None:
     with pytest.raises(ConfigurationError, match=r"no role to set.*warehouse_role_from_identity off"):
         render_target("duckdb", {"path": "w.duckdb"}, role="transformer")
+
+
+def test_rds_iam_login_fields_stay_out_of_the_profile() -> None:
+    from airflow_provider_idbt.dbt.profiles import login_args
+
+    fields = {"host": "db.x.rds.amazonaws.com", "user": "u", "dbname": "d", "schema": "s"}
+    target = render_target("postgres", {**fields, "iam_auth": "rds", "region": "eu-west-1"})
+    assert "iam_auth" not in target and "region" not in target and target["password"].endswith("TOKEN') }}")
+    assert login_args("postgres", {**fields, "iam_auth": "rds", "region": "eu-west-1"}) == {
+        "iam_auth": "rds",
+        "region": "eu-west-1",
+        "host": "db.x.rds.amazonaws.com",
+        "port": 5432,
+        "user": "u",
+    }
+
+
+def test_postgres_login_is_the_token_unless_iam_auth() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from airflow_provider_idbt.identity.token import FederatedToken, IdentityContext
+    from airflow_provider_idbt.warehouses.postgres import postgres_login
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    token = FederatedToken("t0k", expires_at=later, identity=IdentityContext("https://idp", "svc", later, "sha256:x"))
+    assert postgres_login(token, {}).secrets() == ("t0k",)
+    with pytest.raises(ConfigurationError, match="must be one of rds"):
+        postgres_login(token, {"iam_auth": "azure"})
+    with pytest.raises(ConfigurationError, match="idbt_aws"):
+        postgres_login(token, {"iam_auth": "rds", "host": "h", "user": "u", "region": "r"})
