@@ -88,3 +88,9 @@ class WarehouseAuthFailed(IdbtError):
     """The warehouse rejected the token after a refresh, or after the model had already run statements."""
 
     retryable = True
+
+
+class WarehouseUnreachable(IdbtError):
+    """dbt could not open a connection to the warehouse (refused, unknown host, timeout): often transient."""
+
+    retryable = True

@@ -109,6 +109,12 @@ class ManifestIndex:
         self._models: dict[str, ModelSpec] = {
             uid: self._spec(node) for uid, node in nodes.items() if node.get("resource_type") == "model"
         }
+        # Seeds and snapshots, for the operator's `seed` / `snapshot` / `build` commands.
+        self._others: dict[str, ModelSpec] = {
+            uid: self._spec(node)
+            for uid, node in nodes.items()
+            if node.get("resource_type") in _RELATION_TYPES and node.get("resource_type") != "model"
+        }
         self._disabled: set[str] = {
             uid
             for uid, versions in (data.get("disabled") or {}).items()
@@ -206,6 +212,40 @@ class ManifestIndex:
             raise ModelNotFound(f"model {ref!r} is ambiguous in {self.path}: matches {ids}; pass a unique id")
         raise ModelNotFound(self._not_found_message(ref))
 
+    def node(self, ref: str, resource_types: Iterable[str]) -> ModelSpec:
+        """Return the model, seed or snapshot ``ref`` names (unique id, ``package.name`` or ``name``).
+
+        Only nodes of ``resource_types`` count; a model keeps :meth:`model`'s rules (versions, root first).
+        """
+        wanted = tuple(resource_types)
+        if "model" in wanted:
+            try:
+                return self.model(ref)
+            except ModelNotFound:
+                if wanted == ("model",):
+                    raise
+        matches = [
+            spec
+            for uid, spec in self._others.items()
+            if spec.resource_type in wanted and ref in (uid, spec.name, f"{spec.package_name}.{spec.name}")
+        ]
+        root = [spec for spec in matches if spec.package_name == self.project_name]
+        matches = root or matches
+        if len(matches) == 1:
+            return matches[0]
+        kinds = " or ".join(wanted)
+        if matches:
+            ids = ", ".join(sorted(spec.unique_id for spec in matches))
+            raise ModelNotFound(f"{kinds} {ref!r} is ambiguous in {self.path}: matches {ids}; pass a unique id")
+        names = [spec.name for spec in self._others.values() if spec.resource_type in wanted]
+        if "model" in wanted:
+            names += list(self._by_name)
+        close = difflib.get_close_matches(ref, names, n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ModelNotFound(
+            f"no {kinds} {ref!r} in the dbt manifest {self.path}{hint} If it was added recently, {_FIX}"
+        )
+
     def _narrow(self, ref: str, candidates: list[ModelSpec]) -> list[ModelSpec]:
         # dbt's own ref() rules: the root project shadows packages, and a versioned name means its latest.
         root = [c for c in candidates if c.package_name == self.project_name]
@@ -277,6 +317,8 @@ class ManifestIndex:
     def _check_file(self, project: Path, spec: ModelSpec, where: str) -> None:
         if spec.checksum.name != "sha256":
             return  # dbt records a path, not a hash, for files too big to hash; nothing to compare
+        if spec.resource_type not in ("model", "seed"):
+            return  # a snapshot's checksum covers its block or YAML entry, not the file it sits in
         if spec.package_name == self.project_name:
             file = project / spec.original_file_path
         else:

@@ -37,6 +37,8 @@ def render_target(adapter: str, fields: Mapping[str, Any], *, role: str | None =
         fields = {**fields, _role_field(adapter): role}
     given: dict[str, Any] = {}
     for name, value in fields.items():
+        if row.templated.get(name) == value:
+            continue  # a user's own profile spelling out the per-task reference: the same target
         if row.token_field and name == row.token_field:
             raise ConfigurationError(
                 f"{adapter} profile: field `{name}` must not be set; the federated token fills it per task"
@@ -72,7 +74,8 @@ def render_target(adapter: str, fields: Mapping[str, Any], *, role: str | None =
 def login_args(adapter: str, fields: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a generated profile that the warehouse's login step reads, with their defaults."""
     row = profile_fields(adapter)
-    return {name: fields.get(name, default) for name, default in row.login.items()}
+    named = {row.aliases.get(name, name): value for name, value in fields.items()}
+    return {name: named.get(name, default) for name, default in row.login.items()}
 
 
 def _role_field(adapter: str) -> str:

@@ -15,6 +15,7 @@ from airflow_provider_idbt.errors import IdbtError, PermissionMismatch, Warehous
 from airflow_provider_idbt.links import DbtDocsLink
 from airflow_provider_idbt.operators.execution_mode import MODES as EXECUTION_MODES
 from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
+from airflow_provider_idbt.operators.setup_checks import default_python
 from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param min_token_ttl: the token handed to dbt stays valid at least this long (seconds or timedelta);
         a cached token closer to expiry is refreshed first.
     :param dbt_vars: ``--vars`` for dbt.
-    :param full_refresh: pass ``--full-refresh``.
+    :param full_refresh: pass ``--full-refresh`` (``run``, ``build``, ``seed``); templated, so
+        ``"{{ params.full_refresh }}"`` works.
+    :param command: the dbt command for the node: ``run`` (a model), ``build`` (a model, seed or snapshot with
+        its tests), ``test`` (the tests of a model, seed or snapshot), ``seed`` or ``snapshot``.
     :param dbt_python: the Python interpreter of the virtualenv that has dbt (default: this one).
     :param docs_url: base URL of the hosted dbt docs site, for the task's "dbt docs" link.
     :param warehouse_role_from_identity: run as the warehouse role the identity maps to (``role_mapping``
@@ -80,6 +84,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         "profile_name",
         "target",
         "dbt_vars",
+        "full_refresh",
     )
     template_fields_renderers = {"dbt_vars": "json"}
     ui_color = "#e8f0ff"
@@ -108,11 +113,20 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         query_comment_hash: bool = False,
         execution_mode: str | None = None,
         login_args: Mapping[str, Any] | None = None,
+        command: str = "run",
         **kwargs: Any,
     ) -> None:
+        from airflow_provider_idbt.dbt.commands import check_full_refresh, node_types
         from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
 
         super().__init__(**kwargs)
+        try:
+            node_types(command)
+            if isinstance(full_refresh, bool):
+                check_full_refresh(command, full_refresh)
+        except IdbtError as error:
+            raise ValueError(f"{self.task_id}: {error}") from None
+        self.command = command
         self.model = model
         self.project_dir = os.fspath(project_dir)
         self.manifest_path = os.fspath(manifest_path)
@@ -149,6 +163,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_idbt.dbt.failures import may_refresh_and_rerun
+        from airflow_provider_idbt.dbt.task_result import task_result
         from airflow_provider_idbt.events import RunKeys
         from airflow_provider_idbt.operators.run_events import ModelRunEvents
 
@@ -180,15 +195,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         status = node.status if node is not None else result.status
         if result.status == "success":
             trail.ended(token, "success", duration, None)
-            return {
-                "model": spec.unique_id,
-                "relation": spec.output,
-                "status": "success",
-                "subject": token.identity.subject,
-                "token_fingerprint": token.fingerprint,
-                "warehouse_role": access.warehouse_role,
-                "duration_s": duration,
-            }
+            return task_result(
+                self.command, spec, result, token.identity, warehouse_role=access.warehouse_role, duration=duration
+            )
         failure = self._classify(spec, token, result, log, refreshed)
         if isinstance(failure, PermissionMismatch):
             trail.permission_mismatch(token, failure, stage="warehouse")
@@ -204,19 +213,35 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     # -- steps ---------------------------------------------------------------------------------------
 
     def _load_model(self) -> ModelSpec:
+        from airflow_provider_idbt.dbt.commands import node_types
         from airflow_provider_idbt.dbt.manifest import ManifestIndex
+        from airflow_provider_idbt.operators.setup_checks import (
+            check_adapter_installed,
+            check_profile_target,
+            dbt_version,
+        )
 
         try:
+            check_adapter_installed(self._adapter_type(), self.dbt_python)
+            if self.profiles_dir is not None:
+                check_profile_target(self.profiles_dir, self.project_dir, self.profile_name, self.target)
             index = ManifestIndex.load(self.manifest_path)
-            spec = index.model(self.model)
+            spec = index.node(self.model, node_types(self.command))
             index.check_fresh(
-                self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=self._dbt_version()
+                self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=dbt_version(self.dbt_python)
             )
         except IdbtError as error:
             raise to_airflow_error(error) from None
         self._idbt_unique_id = spec.unique_id
         self._manifest_dbt_version = index.dbt_version
         return spec
+
+    def _full_refresh(self) -> bool:
+        from airflow_provider_idbt.dbt.commands import check_full_refresh, parse_flag
+
+        full_refresh = parse_flag("full_refresh", self.full_refresh)
+        check_full_refresh(self.command, full_refresh)
+        return full_refresh
 
     def _adapter_type(self) -> str | None:
         from airflow_provider_idbt.dbt.profiles import declared_adapter_type
@@ -225,17 +250,6 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             return str(self.profile_args.get("type") or "") or None
         assert self.profiles_dir is not None
         return declared_adapter_type(self.profiles_dir, self.project_dir, self.profile_name, self.target)
-
-    def _dbt_version(self) -> str | None:
-        """The dbt-core version of this interpreter; unknown (not checked) for a separate dbt virtualenv."""
-        if self.dbt_python is not None:
-            return None
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("dbt-core")
-        except PackageNotFoundError:
-            return None
 
     def _fetch_token(self, trail: ModelRunEvents, *, refresh: bool = False) -> FederatedToken:
         from airflow_provider_idbt.hooks import identity_hook_for
@@ -329,12 +343,15 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 profile_name=self.profile_name,
                 target=self.target,
                 vars=self.dbt_vars,
-                extra_args=("--full-refresh",) if self.full_refresh else (),
-                python=self.dbt_python or _default_python(),
+                command=self.command,
+                extra_args=("--full-refresh",) if self._full_refresh() else (),
+                python=self.dbt_python or default_python(),
                 # dbt re-checks a partial parse against project, vars and profile, so a stale one only costs time.
                 partial_parse_from=str(Path(self.manifest_path).parent),
                 env=env,
             )
+            shown = [*invocation.args()[: 5 if invocation.exclude else 3], *invocation.extra_args]
+            self.log.info("idbt: dbt %s", " ".join(shown))
             self._runner = self._make_runner()
             result = self._runner.run(invocation, dict(login.secret_env), on_line=self._log_dbt_line)
             return result, read_dbt_log(invocation.log_path, spec.unique_id)
@@ -347,7 +364,8 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     ) -> IdbtError:
         from airflow_provider_idbt.dbt.failures import failure_for
 
-        return failure_for(spec.unique_id, token.identity, result, log, self._adapter_type(), refreshed=refreshed)
+        python = self.dbt_python or default_python()
+        return failure_for(spec.unique_id, token.identity, result, log, self._adapter_type(), refreshed, python)
 
     def _warehouse_auth_failure(
         self, trail: ModelRunEvents, token: FederatedToken, result: RunResult, log: DbtLogSummary, *, action: str
@@ -366,28 +384,15 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         )
 
     def _make_runner(self) -> SubprocessRunner:
-        from airflow_provider_idbt.dbt.runner import SubprocessRunner
-        from airflow_provider_idbt.dbt.warm import WarmRunner
-        from airflow_provider_idbt.operators.execution_mode import resolve_execution_mode
+        from airflow_provider_idbt.operators.execution_mode import make_runner
 
-        mode, why = resolve_execution_mode(self.execution_mode, getattr(self, "executor", None))
-        if why:
-            self.log.warning("idbt: %s", why)
-        if mode != "warm":
-            return SubprocessRunner()
-
-        def fell_back(reason: str) -> None:
-            self.log.warning(
-                "idbt: the warm dbt worker cannot take this run (%s); running dbt in a new process", reason
-            )
-
-        return WarmRunner(self.manifest_path, adapter=self._adapter_type(), on_fallback=fell_back)
+        return make_runner(
+            self.execution_mode,
+            getattr(self, "executor", None),
+            self.manifest_path,
+            self._adapter_type(),
+            self.log.warning,
+        )
 
     def _log_dbt_line(self, line: str) -> None:
         self.log.info("dbt | %s", line.rstrip())
-
-
-def _default_python() -> str:
-    import sys
-
-    return sys.executable

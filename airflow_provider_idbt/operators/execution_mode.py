@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow_provider_idbt.dbt.runner import SubprocessRunner
+
 CONFIG_SECTION = "idbt"
 CONFIG_KEY = "execution_mode"
 MODES = ("subprocess", "warm")
@@ -32,3 +38,26 @@ def resolve_execution_mode(requested: str | None, task_executor: str | None = No
         # One pod per task: a worker started by one task would die with its pod and serve nobody.
         return "subprocess", "execution_mode warm is not offered on the KubernetesExecutor; using subprocess"
     return mode, None
+
+
+def make_runner(
+    requested: str | None,
+    task_executor: str | None,
+    manifest_path: str,
+    adapter: str | None,
+    warn: Callable[[str], None],
+) -> SubprocessRunner:
+    """The runner for one try: a new dbt process, or this host's warm worker (which falls back to one)."""
+    from airflow_provider_idbt.dbt.runner import SubprocessRunner
+    from airflow_provider_idbt.dbt.warm import WarmRunner
+
+    mode, why = resolve_execution_mode(requested, task_executor)
+    if why:
+        warn(f"idbt: {why}")
+    if mode != "warm":
+        return SubprocessRunner()
+
+    def fell_back(reason: str) -> None:
+        warn(f"idbt: the warm dbt worker cannot take this run ({reason}); running dbt in a new process")
+
+    return WarmRunner(manifest_path, adapter=adapter, on_fallback=fell_back)

@@ -31,6 +31,7 @@ class IdbtLineageMixin:
     profile_name: str | None
     target: str | None
     profile_args: Mapping[str, Any] | None
+    command: str
     _idbt_unique_id: str | None
 
     def idbt_dataset_namespace(self) -> str | None:
@@ -56,10 +57,12 @@ class IdbtLineageMixin:
 
     def idbt_model_lineage(self) -> ModelLineage | None:
         """The model's lineage read from the operator's manifest, or None when it cannot be read."""
+        from airflow_provider_idbt.dbt.commands import node_types
         from airflow_provider_idbt.dbt.manifest import ManifestIndex
 
         try:
-            spec = ManifestIndex.load(self.manifest_path).model(self._idbt_unique_id or self.model)
+            index = ManifestIndex.load(self.manifest_path)
+            spec = index.node(self._idbt_unique_id or self.model, node_types(self.command))
         except Exception:
             log.debug("idbt: model %s not readable from %s", self.model, self.manifest_path, exc_info=True)
             return None

@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow, free_port
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
+from tests.fixtures.pg_warehouse import copy_pg_project
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +27,7 @@ class E2ERun:
     warehouse: Path
     example: DagRunOutcome
     bad_input: DagRunOutcome
+    commands: DagRunOutcome
     secrets: list[str]
 
 
@@ -40,6 +42,8 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
     project, warehouse = copied.project_dir, copied.duckdb_path
     shutil.copy(REPO / "dags" / "idbt_example.py", dags)
     shutil.copy(REPO / "tests" / "e2e" / "dags" / "idbt_bad_input.py", dags)
+    shutil.copy(REPO / "tests" / "e2e" / "dags" / "idbt_commands.py", dags)
+    pg_project = copy_pg_project(home / "idbt_pg")
     secret = os.urandom(16).hex()
     client = DevClient(
         client_id="e2e-runner",
@@ -59,6 +63,8 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
             "IDBT_EXAMPLE_PROJECT_DIR": str(project),
             "AIRFLOW_CONN_IDBT_DEV": conn(idp.issuer),
             "AIRFLOW_CONN_IDBT_UNREACHABLE": conn(f"http://127.0.0.1:{free_port()}"),
+            "IDBT_PG_PROJECT_DIR": str(pg_project),
+            "IDBT_CLOSED_PORT": str(free_port()),
         }
         run_dbt(project, "parse", env=env)
         run_dbt(project, "seed", env=env)
@@ -66,6 +72,7 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
             airflow.airflow("pools", "set", "idbt_duckdb", "1", "one DuckDB writer")
             example = airflow.run_dag("idbt_example")
             bad_input = airflow.run_dag("idbt_bad_input")
+            commands = airflow.run_dag("idbt_commands")
         issued = list(idp.issued_tokens)
     yield E2ERun(
         home=home,
@@ -73,6 +80,7 @@ def e2e_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERun]:
         warehouse=warehouse,
         example=example,
         bad_input=bad_input,
+        commands=commands,
         secrets=[*issued, secret],
     )
 
@@ -135,7 +143,7 @@ def test_no_token_or_secret_anywhere(e2e_run: E2ERun) -> None:
         scanned += 1
         for needle in needles:
             assert needle not in data, f"a secret leaked into {path.relative_to(e2e_run.home)}"
-    for text in (e2e_run.example.output, e2e_run.bad_input.output):
+    for text in (e2e_run.example.output, e2e_run.bad_input.output, e2e_run.commands.output):
         for secret in e2e_run.secrets:
             assert secret not in text
     assert scanned > 20
@@ -166,3 +174,77 @@ def test_unreachable_idp_is_retried_then_fails(e2e_run: E2ERun) -> None:
     assert _tries(e2e_run.bad_input, "idp_unreachable") == [1, 2]
     failures = [e for e in _events(e2e_run.bad_input, "auth_failure") if e["task_id"] == "idp_unreachable"]
     assert failures and failures[0]["error_class"] == "IdentityProviderUnavailable"
+
+
+def test_adapter_missing_names_the_extra_before_any_token(e2e_run: E2ERun) -> None:
+    assert _tries(e2e_run.bad_input, "adapter_missing") == [1]
+    event = _failed_event(e2e_run.bad_input, "adapter_missing")
+    assert "adapter `snowflake` is not installed" in event["error_message"]
+    assert "airflow-provider-idbt[snowflake]" in event["error_message"] and "dbt_python" in event["error_message"]
+    issued = [e for e in _events(e2e_run.bad_input, "token_issued") if e["task_id"] == "adapter_missing"]
+    assert issued == [], "a token was minted for a task that could never run"
+
+
+def test_missing_target_fails_fast_and_lists_the_targets(e2e_run: E2ERun) -> None:
+    assert _tries(e2e_run.bad_input, "missing_target") == [1]
+    message = _failed_event(e2e_run.bad_input, "missing_target")["error_message"]
+    assert "no target `prod`" in message and "dev" in message
+
+
+def test_unreachable_warehouse_is_retried_with_a_clear_message(e2e_run: E2ERun) -> None:
+    assert _tries(e2e_run.bad_input, "warehouse_unreachable") == [1, 2]
+    message = _failed_event(e2e_run.bad_input, "warehouse_unreachable")["error_message"]
+    assert message.startswith("WarehouseUnreachable: the warehouse could not be reached for model")
+    assert "check host, port" in message
+
+
+def _xcom_results(e2e_run: E2ERun, dag_id: str) -> dict[str, dict]:
+    import sqlite3
+
+    with sqlite3.connect(e2e_run.home / "airflow" / "airflow.db") as db:
+        rows = db.execute(
+            "select task_id, value from xcom where dag_id = ? and key = 'return_value'", (dag_id,)
+        ).fetchall()
+    results = {}
+    for task_id, value in rows:
+        decoded = json.loads(value)
+        results[task_id] = json.loads(decoded) if isinstance(decoded, str) else decoded
+    return results
+
+
+def test_each_command_runs_its_node_and_returns_one_result_object(e2e_run: E2ERun) -> None:
+    assert e2e_run.commands.state == "success", e2e_run.commands.output[-3000:]
+    results = _xcom_results(e2e_run, "idbt_commands")
+    assert set(results) == {"seed_orders", "build_order_totals", "test_customer_orders"}
+    seed = results["seed_orders"]
+    assert seed["command"] == "seed" and seed["resource_type"] == "seed" and seed["status"] == "success"
+    assert seed["model"] == "seed.idbt_example.orders" and seed["relation"].endswith(".orders")
+    assert seed["rows_affected"] == sum(1 for _ in (e2e_run.project / "seeds" / "orders.csv").open()) - 1
+    assert seed["subject"] == "svc-e2e-runner" and seed["token_fingerprint"].startswith("sha256:")
+    build = results["build_order_totals"]
+    assert build["command"] == "build" and build["node_status"] == "success"
+    assert sorted(t["unique_id"].split(".")[2].split("_order_totals")[0] for t in build["tests"]) == [
+        "not_null",
+        "unique",
+    ]
+    assert all(t["status"] == "pass" for t in build["tests"])
+    tested = results["test_customer_orders"]
+    assert tested["command"] == "test" and tested["node_status"] is None and len(tested["tests"]) >= 2
+    assert all(t["status"] == "pass" for t in tested["tests"])
+    for result in results.values():
+        assert set(result) >= {"status", "duration_s", "adapter_response", "token_expires_at", "issuer"}
+
+
+def test_templated_full_refresh_reached_dbt(e2e_run: E2ERun) -> None:
+    import sqlite3
+
+    with sqlite3.connect(e2e_run.home / "airflow" / "airflow.db") as db:
+        (rendered,) = db.execute(
+            "select rendered_fields from rendered_task_instance_fields where dag_id = 'idbt_commands' "
+            "and task_id = 'seed_orders'"
+        ).fetchone()
+    assert json.loads(rendered)["full_refresh"] in ("True", True)
+    logs = {task_id: path.read_text() for (task_id, _), path in e2e_run.commands.task_logs().items()}
+    assert "idbt: dbt seed --select fqn:idbt_example.orders" in logs["seed_orders"]
+    assert logs["seed_orders"].count("--full-refresh") >= 1
+    assert "--full-refresh" not in logs["build_order_totals"]

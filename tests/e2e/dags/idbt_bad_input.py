@@ -11,6 +11,7 @@ from airflow.sdk import DAG
 from airflow_provider_idbt import DbtIdentityOperator
 
 PROJECT_DIR = Path(os.environ["IDBT_EXAMPLE_PROJECT_DIR"])
+PG_PROJECT_DIR = Path(os.environ["IDBT_PG_PROJECT_DIR"])
 COMMON = {
     "project_dir": PROJECT_DIR,
     "manifest_path": PROJECT_DIR / "target" / "manifest.json",
@@ -28,4 +29,34 @@ with DAG("idbt_bad_input", schedule=None, start_date=pendulum.datetime(2026, 1, 
         model="stg_customers",
         identity_conn_id="idbt_unreachable",
         **{**COMMON, "retries": 1},
+    )
+    # dbt's adapter is not installed where the task runs dbt: which extra to install, before any token is minted.
+    DbtIdentityOperator(
+        task_id="adapter_missing",
+        model="stg_customers",
+        identity_conn_id="idbt_dev",
+        **{**COMMON, "profiles_dir": None},
+        profile_args={"type": "snowflake", "account": "xy12345", "user": "svc", "database": "DW", "schema": "S"},
+    )
+    DbtIdentityOperator(
+        task_id="missing_target", model="stg_customers", identity_conn_id="idbt_dev", target="prod", **COMMON
+    )
+    # Nothing listens on the warehouse's port: transient, so retried (once here), with a clear message.
+    DbtIdentityOperator(
+        task_id="warehouse_unreachable",
+        model="stg_orders",
+        identity_conn_id="idbt_dev",
+        project_dir=PG_PROJECT_DIR,
+        manifest_path=PG_PROJECT_DIR / "target" / "manifest.json",
+        profile_args={
+            "type": "postgres",
+            "host": "127.0.0.1",
+            "port": int(os.environ["IDBT_CLOSED_PORT"]),
+            "user": "svc",
+            "dbname": "dw",
+            "schema": "analytics",
+            "connect_timeout": 5,
+        },
+        retries=1,
+        retry_delay=1,
     )

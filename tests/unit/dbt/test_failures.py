@@ -54,3 +54,59 @@ def test_other_failures_stay_normal() -> None:
     error = failure_for(UID, IDENTITY, result, summarize([], UID), "postgres")
     assert isinstance(error, DbtRunFailed) and error.retryable
     assert not may_refresh_and_rerun(result, summarize([], UID), "postgres")
+
+
+def _invocation_error(message: str) -> RunResult:
+    return RunResult(2, "invocation_error", message=message)
+
+
+def test_a_missing_adapter_is_a_configuration_error_naming_the_extra() -> None:
+    from airflow_provider_idbt.errors import ConfigurationError
+
+    error = failure_for(
+        UID,
+        IDENTITY,
+        _invocation_error("Could not find adapter type snowflake!"),
+        summarize([], UID),
+        "snowflake",
+        python="/opt/dbt/bin/python",
+    )
+    assert isinstance(error, ConfigurationError) and not error.retryable
+    assert "`snowflake` is not installed in the Python that runs dbt (/opt/dbt/bin/python)" in str(error)
+    assert "dbt_python=" in str(error)
+
+
+def test_a_missing_profile_or_target_is_a_configuration_error() -> None:
+    from airflow_provider_idbt.errors import ConfigurationError
+
+    no_target = _invocation_error("The profile 'analytics' does not have a target named 'prod'. The valid ...")
+    error = failure_for(UID, IDENTITY, no_target, summarize([], UID), "postgres")
+    assert isinstance(error, ConfigurationError) and "profile `analytics` has no target `prod`" in str(error)
+    no_profile = _invocation_error("Runtime Error\n  Could not find profile named 'analytcs'")
+    error = failure_for(UID, IDENTITY, no_profile, summarize([], UID), "postgres")
+    assert isinstance(error, ConfigurationError) and "no profile `analytcs`" in str(error)
+
+
+def test_an_unreachable_warehouse_is_retryable_and_says_what_to_check() -> None:
+    from airflow_provider_idbt.errors import WarehouseUnreachable
+
+    refused = _invocation_error(
+        'connection to server at "127.0.0.1", port 1 failed: Connection refused\n\tIs the server running?'
+    )
+    error = failure_for(UID, IDENTITY, refused, summarize([], UID), "postgres")
+    assert isinstance(error, WarehouseUnreachable) and error.retryable
+    assert "could not be reached for model" in str(error) and "check host, port" in str(error)
+
+
+def test_failing_tests_of_a_node_are_named() -> None:
+    result = RunResult(
+        1,
+        "error",
+        (
+            NodeResult(UID, "success", "OK", 0.1),
+            NodeResult("test.p.unique_x.1", "fail", "Got 2 results, configured to fail if != 0", 0.1, {}, 2),
+        ),
+    )
+    error = failure_for(UID, IDENTITY, result, summarize([], UID), "postgres")
+    assert isinstance(error, DbtRunFailed)
+    assert str(error).startswith(f"tests of `{UID}` failed: test.p.unique_x.1 (2 failing rows): Got 2 results")

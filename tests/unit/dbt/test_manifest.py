@@ -233,3 +233,31 @@ def test_disabled_model_is_named_as_disabled(tmp_path: Path) -> None:
 def test_spec_is_hashable(index: ManifestIndex) -> None:
     specs: set[ModelSpec] = set(index.models())
     assert len(specs) == 5
+
+
+def test_node_finds_seeds_for_seed_and_build_but_not_for_run(index: ManifestIndex) -> None:
+    seed = index.node("orders", ("seed",))
+    assert seed.unique_id == "seed.idbt_example.orders" and seed.resource_type == "seed"
+    assert (
+        seed.output
+        and seed.output.endswith(".orders")
+        and seed.selector == "fqn:idbt_example.orders,package:idbt_example"
+    )
+    assert index.node("seed.idbt_example.orders", ("model", "seed", "snapshot")) == seed
+    assert index.node("stg_orders", ("model", "seed", "snapshot")).resource_type == "model"
+    with pytest.raises(ModelNotFound, match=r"no seed 'ordrs'.*did you mean 'orders'"):
+        index.node("ordrs", ("seed",))
+    with pytest.raises(ModelNotFound, match="not in the dbt manifest"):
+        index.node("orders", ("model",))
+    with pytest.raises(ModelNotFound, match="no snapshot 'orders'"):
+        index.node("orders", ("snapshot",))
+
+
+def test_a_changed_seed_file_makes_the_manifest_stale(example_project_copy: DbtProject) -> None:
+    index = ManifestIndex.load(example_project_copy.manifest_path)
+    seed = index.node("payments", ("seed",))
+    index.check_fresh(example_project_copy.project_dir, seed)
+    csv = example_project_copy.project_dir / "seeds" / "payments.csv"
+    csv.write_text(csv.read_text() + "9999,999,card,1\n")
+    with pytest.raises(StaleManifest, match=r"payments\.csv changed"):
+        index.check_fresh(example_project_copy.project_dir, seed)

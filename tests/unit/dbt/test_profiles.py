@@ -60,7 +60,7 @@ def test_a_password_value_is_refused() -> None:
 def test_unknown_field_and_adapter_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown field `hots`"):
         render_profile("postgres", {**PG, "hots": "x"}, "p", "t")
-    with pytest.raises(ConfigurationError, match=r"adapter 'oracle'.*duckdb, postgres"):
+    with pytest.raises(ConfigurationError, match=r"adapter 'oracle'.*duckdb, fabric, postgres"):
         render_profile("oracle", {}, "p", "t")
 
 
