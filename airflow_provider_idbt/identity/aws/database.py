@@ -16,9 +16,9 @@ from airflow_provider_idbt.identity.aws.exchanger import (
     TRANSIENT_CODES,
     AwsFederatedToken,
     AwsSessionCredentials,
-    _botocore,
-    _error_of,
-    _in_sts_call,
+    aws_error_of,
+    in_aws_call,
+    load_botocore,
 )
 from airflow_provider_idbt.identity.secret import Secret
 from airflow_provider_idbt.identity.token import FederatedToken
@@ -52,7 +52,7 @@ def session_credentials(token: FederatedToken, warehouse: str) -> AwsSessionCred
 
 
 def _client(service: str, creds: AwsSessionCredentials, region: str | None, endpoint_url: str | None) -> Any:
-    botocore = _botocore()
+    botocore = load_botocore()
     from botocore.config import Config
     from botocore.exceptions import NoRegionError
 
@@ -78,11 +78,11 @@ def _call(
     from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
     def once() -> tuple[Any, str | None, float | None]:
-        _in_sts_call.active = True  # botocore's DEBUG records (signed headers, the answer) are dropped meanwhile
+        in_aws_call.active = True  # botocore's DEBUG records (signed headers, the answer) are dropped meanwhile
         try:
             return call(), None, None
         except ClientError as exc:
-            code, status, message, headers = _error_of(exc.response, tuple(secrets))
+            code, status, message, headers = aws_error_of(exc.response, tuple(secrets))
             if status >= 500 or status == 429 or code in TRANSIENT:
                 return None, code or f"HTTP {status}", parse_retry_after(headers.get("retry-after"))
             if code in DENIED_CODES or status == 403:
@@ -95,7 +95,7 @@ def _call(
                 f"{what} for {target}: botocore could not call AWS ({type(exc).__name__})"
             ) from None
         finally:
-            _in_sts_call.active = False
+            in_aws_call.active = False
 
     answer: Mapping[str, Any] = with_retries(target, what, retry, once)
     return answer
@@ -185,10 +185,10 @@ def rds_auth_token(
     minutes (a connection opened in that time stays open) and never longer than the session credentials.
     """
     client = _client("rds", creds, region, None)
-    _in_sts_call.active = True  # botocore.auth logs the canonical request, session token included, at DEBUG
+    in_aws_call.active = True  # botocore.auth logs the canonical request, session token included, at DEBUG
     try:
         value = client.generate_db_auth_token(DBHostname=host, Port=int(port), DBUsername=user, Region=region)
     finally:
-        _in_sts_call.active = False
+        in_aws_call.active = False
     expires = min(datetime.now(UTC) + RDS_TOKEN_LIFETIME, creds.expires_at)
     return DatabaseLogin(user=user, password=Secret(str(value), "RDS IAM authentication token"), expires_at=expires)

@@ -70,12 +70,12 @@ class AwsFederatedToken(FederatedToken):
 # botocore's DEBUG records carry the web identity token (request params), the session token (canonical request)
 # and the new credentials (response body); they are dropped while this module talks to STS.
 CHATTY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.auth", "botocore.awsrequest", "urllib3")
-_in_sts_call = threading.local()
+in_aws_call = threading.local()
 
 
 class _DropWhileCallingSts(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or not getattr(_in_sts_call, "active", False)
+        return record.levelno >= logging.WARNING or not getattr(in_aws_call, "active", False)
 
 
 _QUIET = _DropWhileCallingSts()
@@ -83,7 +83,7 @@ for _name in CHATTY_LOGGERS:
     logging.getLogger(_name).addFilter(_QUIET)
 
 
-def _botocore() -> Any:
+def load_botocore() -> Any:
     try:
         import botocore.session
     except ImportError:
@@ -105,7 +105,7 @@ class AwsWebIdentityExchanger:
         return f"AwsWebIdentityExchanger(conn_id={self.config.conn_id!r}, role_arn={self.config.role_arn!r})"
 
     def _client(self, credentials: AwsSessionCredentials | None = None) -> BaseClient:
-        botocore = _botocore()
+        botocore = load_botocore()
         from botocore import UNSIGNED
         from botocore.config import Config
 
@@ -140,11 +140,11 @@ class AwsWebIdentityExchanger:
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
 
         def once() -> tuple[Any, str | None, float | None]:
-            _in_sts_call.active = True
+            in_aws_call.active = True
             try:
                 return call(), None, None
             except ClientError as exc:
-                code, status, message, headers = _error_of(exc.response, secrets)
+                code, status, message, headers = aws_error_of(exc.response, secrets)
                 if status >= 500 or status == 429 or code in TRANSIENT_CODES:
                     return None, f"{code or 'HTTP ' + str(status)}", parse_retry_after(headers.get("retry-after"))
                 raise _StsRefused(code, message) from None
@@ -155,7 +155,7 @@ class AwsWebIdentityExchanger:
                     f"connection `{self.config.conn_id}`: botocore could not call STS ({type(exc).__name__})"
                 ) from None
             finally:
-                _in_sts_call.active = False
+                in_aws_call.active = False
 
         return with_retries(self.config.conn_id, f"AWS STS {what}", self.retry, once)
 
@@ -248,7 +248,7 @@ class _StsRefused(Exception):
         super().__init__(code)
 
 
-def _error_of(response: Mapping[str, Any], secrets: tuple[str, ...]) -> tuple[str, int, str, Mapping[str, str]]:
+def aws_error_of(response: Mapping[str, Any], secrets: tuple[str, ...]) -> tuple[str, int, str, Mapping[str, str]]:
     error = response.get("Error") or {}
     meta = response.get("ResponseMetadata") or {}
     message = str(error.get("Message") or "")[:300]
