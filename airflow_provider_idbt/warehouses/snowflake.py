@@ -17,7 +17,7 @@ from airflow_provider_idbt.warehouses.spec import (
 # Snowflake keeps QUERY_TAG to 2000 characters. The comment's values are bounded (200 characters each), but
 # with groups or attributes it can grow past that, so the tag takes its first 2000 (the whole comment is in
 # QUERY_TEXT anyway). A per-task tag is a connection field dbt counts in its partial-parse check, so
-# `query_tag: None` in profile_args turns it off where a full parse per task costs more than it is worth.
+# `query_tag: ""` in profile_args turns it off where a full parse per task costs more than it is worth.
 QUERY_TAG_LIMIT = 2000
 QUERY_TAG_REFERENCE = "{{ env_var('" + QUERY_COMMENT_ENV + "', '')[:" + str(QUERY_TAG_LIMIT) + "] }}"
 
