@@ -11,6 +11,7 @@ from airflow_provider_idbt.dbt.results import (
     classify_messages,
     failure_messages,
     missing_grant,
+    setup_fix,
     warehouse_message,
 )
 from airflow_provider_idbt.errors import (
@@ -94,6 +95,12 @@ def failure_for(
     setup = setup_failure(messages, adapter, python)
     if setup is not None:
         return setup
+    if worker := setup_fix(messages, adapter):
+        said, fix = worker
+        return ConfigurationError(
+            f"this worker cannot run the {adapter or 'warehouse'} adapter for model `{model}`: {said.strip()}"
+            f"{f'; {fix}' if fix else ''}; retrying on this worker cannot help"
+        )
     kind = classify_messages(messages, adapter)
     node = result.for_model(model)
     summary = (node.message if node is not None else None) or result.message or f"dbt exited with {result.returncode}"

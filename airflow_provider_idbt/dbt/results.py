@@ -105,7 +105,7 @@ def classify_message(message: str, adapter: str | None = None) -> FailureKind:
 def classify_messages(messages: Iterable[str], adapter: str | None = None) -> FailureKind:
     """The kind for a set of messages: a permission error anywhere wins over an auth error, then other."""
     kinds = {classify_message(message, adapter) for message in messages if message}
-    precedence: tuple[FailureKind, ...] = ("permission", "auth")
+    precedence: tuple[FailureKind, ...] = ("setup", "permission", "auth")
     for kind in precedence:
         if kind in kinds:
             return kind
@@ -135,4 +135,14 @@ def missing_grant(message: str, adapter: str | None = None) -> str | None:
             found = row.find(message)
             if found:
                 return found
+    return None
+
+
+def setup_fix(messages: Iterable[str], adapter: str | None = None) -> tuple[str, str | None] | None:
+    """The first message a "setup" row matches, with that row's fix."""
+    rows = [row for row in failure_rows_for(adapter) if row.kind == "setup"]
+    for message in messages:
+        for row in rows:
+            if message and row.pattern.search(message):
+                return message, row.fix
     return None

@@ -23,7 +23,8 @@ WAREHOUSE_ROLE_ENV = "IDBT_WAREHOUSE_ROLE"
 
 __all__ = ["TOKEN_ENV_VAR", "TOKEN_REFERENCE", "WarehouseLogin"]
 
-FailureKind = Literal["permission", "auth", "other"]
+# "setup": the worker itself cannot run this adapter (a driver or system library is missing): no retry helps.
+FailureKind = Literal["permission", "auth", "setup", "other"]
 # Makes the login of one task from its token and the login fields (ProfileFields.login, or `login_args`).
 LoginMaker = Callable[[FederatedToken, Mapping[str, Any]], "WarehouseLogin"]
 ANY_ADAPTER = "*"
@@ -65,11 +66,16 @@ class FailureRow:
     adapter: str
     kind: FailureKind
     pattern: re.Pattern[str]
+    # What to do about it, for "setup" rows (e.g. which system package to install).
+    fix: str | None = None
 
 
-def failure_rows(adapter: str, *rows: tuple[FailureKind, str]) -> tuple[FailureRow, ...]:
-    """Rows for one adapter from ``(kind, regex)`` pairs, matched case-insensitively; first match wins."""
-    return tuple(FailureRow(adapter, kind, re.compile(regex, re.IGNORECASE)) for kind, regex in rows)
+def failure_rows(adapter: str, *rows: tuple[FailureKind, str] | tuple[FailureKind, str, str]) -> tuple[FailureRow, ...]:
+    """Rows for one adapter from ``(kind, regex[, fix])``, matched case-insensitively; first match wins."""
+    return tuple(
+        FailureRow(adapter, row[0], re.compile(row[1], re.IGNORECASE), row[2] if len(row) == 3 else None)
+        for row in rows
+    )
 
 
 @dataclass(frozen=True)

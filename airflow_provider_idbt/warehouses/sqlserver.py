@@ -52,9 +52,11 @@ def sql_engine_failures(adapter: str) -> tuple[FailureRow, ...]:
         # A worker without the driver: libodbc missing (pyodbc import), the driver not registered with
         # unixODBC, or mssql-python's bundled driver unable to load its system libraries.
         (
-            "other",
+            "setup",
             r"libodbc\.so\.\d+: cannot open shared object|can't open lib '[^']*'|"
             r"data source name not found and no default driver|failed to load the driver",
+            "install unixODBC and Microsoft's msodbcsql18 (dbt-fabric: the libltdl7, libkrb5-3 and "
+            "libgssapi-krb5-2 packages) on the worker; see docs/warehouses/sqlserver.md",
         ),
         ("other", r"\(40615\)|client with ip address '[^']*' is not allowed to access the server"),
         ("other", r"\bHYT00\b|login timeout expired"),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_provider_idbt.dbt.failures import failure_kind
+from airflow_provider_idbt.dbt.failures import failure_for, failure_kind
 from airflow_provider_idbt.dbt.json_log import read_dbt_log
 from airflow_provider_idbt.dbt.profiles import render_profile, write_profiles_dir
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
@@ -120,8 +120,12 @@ def _run_without_driver(adapter: str, tmp_path: Path) -> tuple[list[str], object
     log = read_dbt_log(invocation.log_path, "model.sql_engine.orders")
     kind = failure_kind(result, log, adapter)
     assert result.status in ("error", "invocation_error"), lines[-20:]
-    assert kind == "other", (kind, lines[-20:])  # neither a token refresh nor a grant can help
+    assert kind == "setup", (kind, lines[-20:])  # neither a token refresh nor a grant can help
     assert not log.model_statements  # nothing of the model reached a warehouse
+    # What the task fails with when the login step is bypassed: permanent (no retries), and it says what to install.
+    error = failure_for("model.sql_engine.orders", _token().identity, result, log, adapter)
+    assert isinstance(error, ConfigurationError) and not error.retryable
+    assert "cannot run the" in str(error) and "msodbcsql18" in str(error) and SECRET not in str(error)
     everything = "\n".join([*lines, result.message, *log.messages])
     assert SECRET not in everything
     assert SECRET not in "\n".join(p.read_text() for p in (tmp_path / "logs").rglob("*") if p.is_file())

@@ -62,14 +62,14 @@ DOCUMENTED = [
         "other",
     ),
     # A worker without the driver, as pyodbc / unixODBC / mssql-python say it.
-    ("sqlserver", "libodbc.so.2: cannot open shared object file: No such file or directory", "other"),
+    ("sqlserver", "libodbc.so.2: cannot open shared object file: No such file or directory", "setup"),
     (
         "sqlserver",
         "('01000', \"[01000] [unixODBC][Driver Manager]Can't open lib 'ODBC Driver 18 for SQL Server' : file not "
         'found (0) (SQLDriverConnect)")',
-        "other",
+        "setup",
     ),
-    ("fabric", "Driver Error: Connection operation failed; DDBC Error: Failed to load the driver.", "other"),
+    ("fabric", "Driver Error: Connection operation failed; DDBC Error: Failed to load the driver.", "setup"),
 ]
 
 
