@@ -37,7 +37,7 @@ def render_target(adapter: str, fields: Mapping[str, Any], *, role: str | None =
         fields = {**fields, _role_field(adapter): role}
     given: dict[str, Any] = {}
     for name, value in fields.items():
-        if row.templated.get(name) == value:
+        if name in row.templated and row.templated[name] == value:
             continue  # a user's own profile spelling out the per-task reference: the same target
         if row.token_field and name == row.token_field:
             raise ConfigurationError(

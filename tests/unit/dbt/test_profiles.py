@@ -80,3 +80,14 @@ def test_profiles_dir_open_to_others_is_refused(tmp_path: Path) -> None:
     shared.chmod(0o755)
     with pytest.raises(ConfigurationError, match="accessible to others"):
         write_profiles_dir(render_profile("duckdb", {"path": "x"}, "p", "t"), shared)
+
+
+def test_a_field_set_to_none_keeps_none_and_a_spelled_out_reference_is_accepted() -> None:
+    from airflow_provider_idbt.dbt.profiles import profile_fields, render_target
+
+    assert "sslmode" not in render_target("postgres", {**PG, "sslmode": None})
+    fields = {"host": "h", "dbname": "d", "schema": "s", "cluster_identifier": "c", "db_user": "u"}
+    row = profile_fields("redshift")
+    assert row.templated
+    for name, reference in row.templated.items():
+        assert render_target("redshift", {**fields, name: reference})[name] == reference
