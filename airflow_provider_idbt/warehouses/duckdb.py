@@ -16,6 +16,7 @@ analytics:                      # the `profile:` of dbt_project.yml
 
 WAREHOUSE = WarehouseSpec(
     adapter="duckdb",
+    extra="duckdb",
     title="DuckDB",
     profile=ProfileFields(
         required=("path",),

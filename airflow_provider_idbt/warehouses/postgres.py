@@ -65,6 +65,7 @@ def postgres_login(token: FederatedToken, args: Mapping[str, Any]) -> WarehouseL
 
 WAREHOUSE = WarehouseSpec(
     adapter="postgres",
+    extra="postgres",
     title="PostgreSQL",
     profile=ProfileFields(
         required=("host", "user", "dbname", "schema"),

@@ -136,7 +136,7 @@ WAREHOUSE = WarehouseSpec(
         aliases={"database": "dbname"},
         # `user` is also fixed so that a user-given `user` is refused with a clear message, and so that the
         # documented snippet (which spells the reference out) is accepted as a generated profile's fields.
-        fixed={"method": "database", "user": USER_REFERENCE},
+        fixed={"method": "database"},
         templated={"user": USER_REFERENCE},
         login=LOGIN_FIELDS,
     ),

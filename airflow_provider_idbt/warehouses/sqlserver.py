@@ -164,7 +164,7 @@ WAREHOUSE = WarehouseSpec(
         # mssql-python backend refuses this authentication, so `backend` is left at its pyodbc default.
         # The expiry is also fixed, so that a user-given one is refused and the documented snippet (which
         # spells the reference out) is accepted as a generated profile's fields.
-        fixed={"authentication": ACCESS_TOKEN_AUTHENTICATION, "access_token_expires_on": TOKEN_EXPIRES_ON_REFERENCE},
+        fixed={"authentication": ACCESS_TOKEN_AUTHENTICATION},
         templated={"access_token_expires_on": TOKEN_EXPIRES_ON_REFERENCE},
     ),
     profile_snippet=PROFILE_SNIPPET,

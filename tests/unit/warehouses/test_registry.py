@@ -72,3 +72,22 @@ def test_docs_index_has_a_row_per_module() -> None:
     index = (DOCS / "README.md").read_text()
     rows = set(re.findall(r"^\| `([a-z_]+)` \|", index, flags=re.M))
     assert rows == set(all_warehouses())
+
+
+def _index_rows() -> dict[str, list[str]]:
+    index = (DOCS / "README.md").read_text()
+    rows = {}
+    for line in index.splitlines():
+        if found := re.match(r"^\| `([a-z_]+)` \|", line):
+            rows[found.group(1)] = [cell.strip() for cell in line.strip("|").split("|")]
+    return rows
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda spec: spec.adapter)
+def test_docs_index_row_says_what_the_module_declares(spec: WarehouseSpec) -> None:
+    _adapter, _title, extra, profile, _login, errors, _ns, _labels, _role, _ran = _index_rows()[spec.adapter]
+    assert (extra == "—") == (spec.extra is None) and (spec.extra is None or f"`{spec.extra}`" in extra)
+    assert profile.startswith("yes") == (spec.profile is not None)
+    if spec.profile is not None and spec.profile.token_field:
+        assert f"`{spec.profile.token_field}`" in profile
+    assert errors == "—" if not spec.failures else errors.split()[0] == str(len(spec.failures))

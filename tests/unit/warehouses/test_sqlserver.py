@@ -117,7 +117,7 @@ def test_generated_target_carries_the_token_the_expiry_and_the_driver() -> None:
             {"authentication": "ActiveDirectoryServicePrincipal"},
             r"`authentication` is always 'ActiveDirectoryAccessToken'",
         ),
-        ({"access_token_expires_on": 0}, r"`access_token_expires_on` is always"),
+        ({"access_token_expires_on": 0}, r"unknown field `access_token_expires_on`"),
         ({"backend": "mssql-python"}, r"unknown field `backend`"),
         ({"client_secret": "s"}, r"unknown field `client_secret`"),
     ],
