@@ -90,7 +90,36 @@ def scrub(text: str, secrets: Mapping[str, str]) -> str:
 
 def interrupt(signum: int, frame: FrameType | None) -> None:
     # dbt treats KeyboardInterrupt as "cancel": it cancels the warehouse queries it has open, then stops.
+    cancel_driver_queries()
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cancel_driver_queries() -> int:
+    """Cancel running statements through the driver's own cancel request, before dbt's cancel runs.
+
+    dbt-postgres cancels with ``pg_terminate_backend`` from a new connection that runs ``SET ROLE`` first,
+    and PostgreSQL refuses that (the role is not a member of the login role whose backend it signals), so a
+    killed task's statement would run on. libpq's cancel request carries the backend's secret key instead of
+    a role check. psycopg's ``connection.cancel()`` is documented as safe from another thread or a signal
+    handler; other drivers are left to dbt's own cancel. No library offers this across adapters: by hand.
+    """
+    try:
+        from dbt.adapters.factory import FACTORY
+    except ImportError:
+        return 0
+    cancelled = 0
+    for adapter in list(FACTORY.adapters.values()):
+        connections = getattr(getattr(adapter, "connections", None), "thread_connections", {})
+        for connection in list(connections.values()):
+            handle: Any = getattr(connection, "handle", None)
+            if handle is None or not type(handle).__module__.startswith(("psycopg2", "psycopg")):
+                continue
+            try:
+                handle.cancel()
+                cancelled += 1
+            except Exception:  # noqa: S112 - best effort: dbt's own cancel still follows
+                continue
+    return cancelled
 
 
 def main(argv: list[str]) -> int:

@@ -106,7 +106,7 @@ def warehouse(
         drop_warehouse(pg_cluster, DB)
 
 
-def test_running_dbt_shows_identity_in_pg_stat_activity_and_no_token_in_proc(warehouse: Warehouse) -> None:
+def test_running_dbt_shows_identity_in_pg_stat_activity_no_token_in_proc_and_a_kill_cancels_the_query(warehouse: Warehouse) -> None:
     token = warehouse.token("svc_transformer")
     invocation = warehouse.invocation(
         "svc_transformer", "transformer", "slow_probe", _comment("svc_transformer", "slow_probe")
@@ -115,7 +115,10 @@ def test_running_dbt_shows_identity_in_pg_stat_activity_and_no_token_in_proc(war
     started = threading.Event()
     results: list[RunResult] = []
 
+    lines: list[str] = []
+
     def on_line(line: str) -> None:
+        lines.append(line)
         if "START sql table model analytics.slow_probe" in line:
             started.set()
 
@@ -142,6 +145,20 @@ def test_running_dbt_shows_identity_in_pg_stat_activity_and_no_token_in_proc(war
         comment = json.loads(re.search(r"/\* (\{.*?\}) \*/", rows[0][1]).group(1))  # type: ignore[union-attr]
         assert comment["sub"] == "svc_transformer" and comment["model"] == "model.idbt_pg.slow_probe"
         assert token not in rows[0][1]
+        # on_kill's path: the runner asks dbt to stop, and dbt cancels the statement in the warehouse.
+        before = warehouse.cluster.log_size()
+        stopped = time.monotonic()
+        runner.terminate(grace_seconds=20)
+        thread.join(30)
+        left = warehouse.cluster.execute(
+            "select pid from pg_stat_activity where usename = 'svc_transformer' and query like '%pg_sleep%' "
+            "and state = 'active'",
+            dbname=DB,
+        )
+        assert left == [], ("the statement kept running after the kill", lines[-15:])
+        assert time.monotonic() - stopped < 20  # the 60 s pg_sleep was cut short, not waited out
+        assert "canceling statement due to user request" in warehouse.cluster.log_since(before)
+        assert results and results[0].status != "success"
     finally:
         runner.terminate(grace_seconds=5)
         thread.join(30)
