@@ -106,7 +106,7 @@ def warehouse(
         drop_warehouse(pg_cluster, DB)
 
 
-def test_running_dbt_shows_identity_in_pg_stat_activity_no_token_in_proc_and_a_kill_cancels_the_query(warehouse: Warehouse) -> None:
+def test_running_model_shows_identity_hides_token_and_a_kill_cancels_it(warehouse: Warehouse) -> None:
     token = warehouse.token("svc_transformer")
     invocation = warehouse.invocation(
         "svc_transformer", "transformer", "slow_probe", _comment("svc_transformer", "slow_probe")
