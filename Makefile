@@ -5,6 +5,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dbt,duckdb,postgres,aws,google,azure,openlineage,dev
 CONSTRAINTS ?= constraints.txt
+# dbt with every warehouse adapter, without Airflow (see dbt-venv below).
+DBT_VENV ?= .venv-dbt
 # The lowest supported Airflow gets its own virtualenv and constraints; CI runs the core of the suite on it.
 LOWEST_AIRFLOW := 3.1
 LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py
@@ -48,7 +50,6 @@ constraints: $(BIN)/uv
 
 # dbt with every warehouse adapter (and the fakesnow stand-in) in a virtualenv of its own, without Airflow: the
 # warehouse tests run dbt there through `dbt_python=`, as platform teams who keep dbt apart do.
-DBT_VENV ?= .venv-dbt
 $(DBT_VENV)/bin/dbt: constraints-dbt.txt $(BIN)/uv
 	$(BIN)/uv venv --quiet --allow-existing --python $(BIN)/python $(DBT_VENV)
 	$(BIN)/uv pip install --quiet --python $(DBT_VENV)/bin/python -c constraints-dbt.txt -r constraints-dbt.in
