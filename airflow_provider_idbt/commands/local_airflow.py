@@ -51,9 +51,29 @@ class LocalAirflow:
         if not self.api_port:
             self.api_port = free_port()
 
+    @property
+    def metadata_url(self) -> str:
+        return self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+
+    def _latest_run(self, dag_id: str) -> tuple[str, str] | None:
+        """The newest run of ``dag_id`` read from the metadata database: ``airflow dags list-runs`` would
+        start one more Airflow process per run (seconds each) to say the same."""
+        from sqlalchemy import create_engine, text
+
+        engine = create_engine(self.metadata_url)
+        try:
+            with engine.connect() as db:
+                row = db.execute(
+                    text("select run_id, state from dag_run where dag_id = :dag_id order by id desc limit 1"),
+                    {"dag_id": dag_id},
+                ).first()
+        finally:
+            engine.dispose()
+        return (str(row[0]), str(row[1])) if row is not None else None
+
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        conn = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        conn = self.metadata_url
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
@@ -143,16 +163,13 @@ class LocalAirflow:
         if conf:
             args += ["--conf", json.dumps(dict(conf))]
         proc = self.airflow(*args, check=False, timeout=1800)
-        listing = self.airflow("dags", "list-runs", dag_id, "--output", "json").stdout
-        # Airflow may print warnings on stdout before the JSON document.
-        runs = json.loads(next((ln for ln in listing.splitlines() if ln.startswith("[")), "[]"))
-        if not runs:
+        latest = self._latest_run(dag_id)
+        if latest is None:
             raise RuntimeError(f"no run of `{dag_id}` was recorded:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-        latest = max(runs, key=lambda run: run.get("start_date") or "")
         return DagRunOutcome(
             dag_id=dag_id,
-            run_id=latest["run_id"],
-            state=latest["state"],
+            run_id=latest[0],
+            state=latest[1],
             output=proc.stdout + proc.stderr,
             logs_root=self.home / "logs",
         )
