@@ -50,7 +50,7 @@ def adapter_missing_message(adapter: str, python: str) -> str:
 
 
 def setup_failure(messages: tuple[str, ...], adapter: str | None, python: str) -> IdbtError | None:
-    """dbt could not start the node at all: no adapter, no such profile or target, or no warehouse to reach."""
+    """dbt could not start the node at all: no adapter, or no such profile or target."""
     for message in messages:
         if found := _NO_ADAPTER.search(message):
             return ConfigurationError(adapter_missing_message(found.group(1), python))
@@ -135,7 +135,7 @@ def failure_for(
             "network path from this worker (firewall, private endpoint); Airflow retries the task"
         )
     failed_others = [n for n in result.failed_nodes if n.unique_id != model]
-    if failed_others and (node is None or node.status not in ("error", "fail", "runtime error")):
+    if failed_others and (node is None or node not in result.failed_nodes):
         names = ", ".join(
             f"{n.unique_id}{f' ({n.failures} failing rows)' if n.failures else ''}" for n in failed_others
         )
