@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dbt,duckdb,postgres,aws,google,azure,openlineage,dev
+EXTRAS ?= dbt,duckdb,postgres,aws,s3,google,azure,openlineage,dev
 CONSTRAINTS ?= constraints.txt
 # dbt with every warehouse adapter, without Airflow (see dbt-venv below).
 DBT_VENV ?= .venv-dbt
@@ -40,7 +40,7 @@ test-lowest:
 # Re-pin after changing dependencies: names and versions only, no download URLs.
 # Every extra but bigquery, whose google-cloud pins the Google provider does not take (it lives in dbt's own
 # virtualenv, constraints-dbt.txt). constraints-dbt.txt pins every adapter for a dbt-only virtualenv.
-PINNED_EXTRAS := $(shell sed -n '/^\[project.optional-dependencies\]/,/^\[/s/^\([a-z]*\) = .*/\1/p' pyproject.toml \
+PINNED_EXTRAS := $(shell sed -n '/^\[project.optional-dependencies\]/,/^\[/s/^\([a-z0-9]*\) = .*/\1/p' pyproject.toml \
 	| grep -v -x bigquery | sed 's/^/--extra /')
 constraints: $(BIN)/uv
 	$(BIN)/uv pip compile --quiet $(PINNED_EXTRAS) --no-header --no-annotate pyproject.toml -o constraints.txt
