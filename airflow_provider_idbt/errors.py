@@ -94,3 +94,10 @@ class WarehouseUnreachable(IdbtError):
     """dbt could not open a connection to the warehouse (refused, unknown host, timeout): often transient."""
 
     retryable = True
+        super().__init__(message, model="", required=required, held=held)
+
+
+class ManifestUnreachable(ManifestError):
+    """The object storage holding the manifest could not be reached and no cached copy exists yet: often transient."""
+
+    retryable = True
