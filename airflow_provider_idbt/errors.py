@@ -94,6 +94,25 @@ class WarehouseUnreachable(IdbtError):
     """dbt could not open a connection to the warehouse (refused, unknown host, timeout): often transient."""
 
     retryable = True
+
+
+class JobNotAllowed(PermissionMismatch):
+    """An identity connection is bound to other DAGs, tags or bundles than the task's: refused before any token.
+
+    ``required`` holds the connection's allowed patterns, ``held`` what the task's DAG has (its id, tags, bundle).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        conn_id: str,
+        dag_id: str,
+        required: tuple[str, ...] = (),
+        held: tuple[str, ...] = (),
+    ) -> None:
+        self.conn_id = conn_id
+        self.dag_id = dag_id
         super().__init__(message, model="", required=required, held=held)
 
 
@@ -101,3 +120,7 @@ class ManifestUnreachable(ManifestError):
     """The object storage holding the manifest could not be reached and no cached copy exists yet: often transient."""
 
     retryable = True
+
+
+class SelectionError(ConfigurationError):
+    """A dbt selection (``select``/``exclude``/``selector``) is malformed or uses what cannot be resolved here."""
