@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Iterable, Mapping
@@ -14,12 +13,13 @@ from typing import Any, NamedTuple
 
 import yaml
 
+from airflow_provider_idbt.dbt.graph import topological_order
+from airflow_provider_idbt.dbt.slim_index import FIX as _FIX
+from airflow_provider_idbt.dbt.slim_index import build_slim_index, load_slim_index
 from airflow_provider_idbt.errors import ManifestError, ModelNotFound, StaleManifest
 
-_FIX = (
-    "run `dbt parse` in the project (same dbt version and adapter as the tasks) and deploy the new target/manifest.json"
-)
 _RELATION_TYPES = ("model", "seed", "snapshot")
+_OTHER_TYPES = ("seed", "snapshot", "test")
 _CACHE_SIZE = 16
 
 
@@ -52,6 +52,7 @@ class ModelSpec:
     # Set only when other nodes sit under this model's fqn (see `selector`); None keeps dbt's output
     # free of "selection criterion does not match" warnings, which `--warn-error` would turn into errors.
     selector_exclude: str | None = None
+    description: str = field(default="", hash=False, compare=False)
 
     @property
     def selector(self) -> str:
@@ -73,70 +74,58 @@ def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.strip().lstrip("v").split(".")[:2])
 
 
-def _relation(node: Mapping[str, Any], identifier_key: str) -> str | None:
-    parts = [node.get("database"), node.get("schema"), node.get(identifier_key)]
-    if not node.get(identifier_key):
-        return None
-    return ".".join(str(p) for p in parts if p)
-
-
 class ManifestIndex:
-    """The models of one ``manifest.json``, indexed by unique id, ``package.name`` and name."""
+    """The nodes of one ``manifest.json`` (from its slim index), indexed by unique id, ``package.name`` and name."""
 
-    def __init__(self, path: Path, data: Mapping[str, Any]) -> None:
-        metadata = data.get("metadata") or {}
+    def __init__(self, path: Path, slim: Mapping[str, Any]) -> None:
+        metadata = slim.get("metadata") or {}
         self.path = path
         self.dbt_version: str = str(metadata.get("dbt_version") or "")
         self.adapter_type: str = str(metadata.get("adapter_type") or "")
         self.project_name: str = str(metadata.get("project_name") or "")
-        nodes: Mapping[str, Any] = data.get("nodes") or {}
+        # Every enabled node and source as a plain record (slim_index.node_record), for selection and task groups.
+        self.nodes: Mapping[str, Mapping[str, Any]] = slim.get("nodes") or {}
+        self.selectors: Mapping[str, Any] = slim.get("selectors") or {}
+        self.hooks: tuple[Mapping[str, Any], ...] = tuple(slim.get("hooks") or ())
+        nodes = self.nodes
         relations: dict[str, str | None] = {}
         ephemeral_parents: dict[str, tuple[str, ...]] = {}
         for uid, node in nodes.items():
-            if node.get("resource_type") in _RELATION_TYPES:
-                if (node.get("config") or {}).get("materialized") == "ephemeral":
-                    relations[uid] = None
-                    ephemeral_parents[uid] = tuple((node.get("depends_on") or {}).get("nodes") or ())
-                else:
-                    relations[uid] = _relation(node, "alias")
-        for uid, source in (data.get("sources") or {}).items():
-            relations[uid] = _relation(source, "identifier")
+            if node["resource_type"] in _RELATION_TYPES or node["resource_type"] == "source":
+                relations[uid] = node.get("relation")
+                if node["config"].get("materialized") == "ephemeral":
+                    ephemeral_parents[uid] = tuple(node["depends_on"])
         self._relations = relations
         self._ephemeral_parents = ephemeral_parents
         self._fqn_prefixes = {
-            tuple(fqn[:i]) for node in nodes.values() if (fqn := node.get("fqn")) for i in range(1, len(fqn))
+            tuple(fqn[:i])
+            for node in nodes.values()
+            if node["resource_type"] != "source" and (fqn := node["fqn"])
+            for i in range(1, len(fqn))
         }
-        self._models: dict[str, ModelSpec] = {
-            uid: self._spec(node) for uid, node in nodes.items() if node.get("resource_type") == "model"
-        }
-        # Seeds and snapshots, for the operator's `seed` / `snapshot` / `build` commands.
-        self._others: dict[str, ModelSpec] = {
-            uid: self._spec(node)
-            for uid, node in nodes.items()
-            if node.get("resource_type") in _RELATION_TYPES and node.get("resource_type") != "model"
-        }
+        self._specs: dict[str, ModelSpec] = {}
+        self._models = [uid for uid, node in nodes.items() if node["resource_type"] == "model"]
+        # Seeds, snapshots and tests, for the operator's `seed` / `snapshot` / `build` / `test` commands.
+        self._others = [uid for uid, node in nodes.items() if node["resource_type"] in _OTHER_TYPES]
         self._disabled: set[str] = {
-            uid
-            for uid, versions in (data.get("disabled") or {}).items()
-            if any(n.get("resource_type") == "model" for n in versions)
+            str(node["unique_id"]) for node in slim.get("disabled") or () if node.get("resource_type") == "model"
         }
-        self._by_name: dict[str, list[ModelSpec]] = {}
-        for spec in self._models.values():
-            self._by_name.setdefault(spec.name, []).append(spec)
-            self._by_name.setdefault(f"{spec.package_name}.{spec.name}", []).append(spec)
-            if spec.version is not None:
-                versioned = f"{spec.name}.v{spec.version}"
-                for key in (versioned, f"{spec.package_name}.{versioned}"):
-                    self._by_name.setdefault(key, []).append(spec)
-        self._latest = {
-            uid: str(node.get("latest_version"))
-            for uid, node in nodes.items()
-            if node.get("resource_type") == "model" and node.get("latest_version") is not None
-        }
+        self._by_name: dict[str, list[str]] = {}
+        for uid in self._models:
+            node = nodes[uid]
+            name, package, version = node["name"], node["package_name"], node.get("version")
+            self._by_name.setdefault(name, []).append(uid)
+            self._by_name.setdefault(f"{package}.{name}", []).append(uid)
+            if version is not None:
+                for key in (f"{name}.v{version}", f"{package}.{name}.v{version}"):
+                    self._by_name.setdefault(key, []).append(uid)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ManifestIndex:
-        """Load (or reuse) the index of a manifest file or of a target directory holding ``manifest.json``."""
+        """Load (or reuse) the index of a manifest file or of a target directory holding ``manifest.json``.
+
+        Reads the slim index beside the manifest (``idbt_index.json``), building it on first use.
+        """
         file = Path(path)
         if file.is_dir():
             file = file / "manifest.json"
@@ -149,36 +138,47 @@ class ManifestIndex:
             cached = _cache.get(key)
         if cached is not None:
             return cached
-        index = cls(file, _read_manifest(file))
+        index = cls(file, load_slim_index(file))
         with _cache_lock:
             _cache[key] = index
             while len(_cache) > _CACHE_SIZE:
                 _cache.pop(next(iter(_cache)))
         return index
 
+    @classmethod
+    def from_manifest(cls, path: Path, data: Mapping[str, Any]) -> ManifestIndex:
+        """The index of an already parsed manifest (tests, tools); no slim index file is read or written."""
+        return cls(path, build_slim_index(data))
+
+    def spec(self, unique_id: str) -> ModelSpec:
+        """The :class:`ModelSpec` of a model, seed, snapshot or test (built once, on first use)."""
+        spec = self._specs.get(unique_id)
+        if spec is None:
+            spec = self._specs[unique_id] = self._spec(self.nodes[unique_id])
+        return spec
+
     def _spec(self, node: Mapping[str, Any]) -> ModelSpec:
-        config = node.get("config") or {}
-        checksum = node.get("checksum") or {}
-        parents = tuple((node.get("depends_on") or {}).get("nodes") or ())
-        version = node.get("version")
-        output = None if config.get("materialized") == "ephemeral" else _relation(node, "alias")
-        fqn = tuple(node.get("fqn") or ())
+        config = node["config"]
+        parents = tuple(node["depends_on"])
+        fqn = tuple(node["fqn"])
+        name, value = node["checksum"]
         return ModelSpec(
             unique_id=node["unique_id"],
             name=node["name"],
             package_name=node["package_name"],
             resource_type=node["resource_type"],
-            original_file_path=node.get("original_file_path") or "",
-            checksum=Checksum(str(checksum.get("name") or "none"), str(checksum.get("checksum") or "")),
+            original_file_path=node["original_file_path"],
+            checksum=Checksum(name, value),
             depends_on=parents,
             inputs=self._inputs(parents),
-            output=output,
+            output=node.get("relation") if node["resource_type"] in _RELATION_TYPES else None,
             materialized=str(config.get("materialized") or ""),
-            meta=node.get("meta") or config.get("meta") or {},
-            tags=tuple(node.get("tags") or ()),
+            meta=node["meta"],
+            tags=tuple(node["tags"]),
             fqn=fqn,
-            version=None if version is None else str(version),
+            version=node.get("version"),
             selector_exclude=f"fqn:{'.'.join(fqn)}.*" if fqn in self._fqn_prefixes else None,
+            description=node.get("description") or "",
         )
 
     def _inputs(self, parents: Iterable[str]) -> tuple[str, ...]:
@@ -200,20 +200,20 @@ class ManifestIndex:
 
     def model(self, ref: str) -> ModelSpec:
         """Return the model named by unique id, ``package.name``, ``name`` (or ``name.vN``)."""
-        if ref in self._models:
-            return self._models[ref]
+        if ref in self.nodes and self.nodes[ref]["resource_type"] == "model":
+            return self.spec(ref)
         candidates = self._by_name.get(ref, [])
         if len(candidates) > 1:
-            candidates = self._narrow(ref, candidates)
+            candidates = self._narrow(candidates)
         if len(candidates) == 1:
-            return candidates[0]
+            return self.spec(candidates[0])
         if candidates:
-            ids = ", ".join(sorted(c.unique_id for c in candidates))
+            ids = ", ".join(sorted(candidates))
             raise ModelNotFound(f"model {ref!r} is ambiguous in {self.path}: matches {ids}; pass a unique id")
         raise ModelNotFound(self._not_found_message(ref))
 
     def node(self, ref: str, resource_types: Iterable[str]) -> ModelSpec:
-        """Return the model, seed or snapshot ``ref`` names (unique id, ``package.name`` or ``name``).
+        """Return the model, seed, snapshot or test ``ref`` names (unique id, ``package.name`` or ``name``).
 
         Only nodes of ``resource_types`` count; a model keeps :meth:`model`'s rules (versions, root first).
         """
@@ -224,20 +224,22 @@ class ManifestIndex:
             except ModelNotFound:
                 if wanted == ("model",):
                     raise
+        nodes = self.nodes
         matches = [
-            spec
-            for uid, spec in self._others.items()
-            if spec.resource_type in wanted and ref in (uid, spec.name, f"{spec.package_name}.{spec.name}")
+            uid
+            for uid in self._others
+            if nodes[uid]["resource_type"] in wanted
+            and ref in (uid, nodes[uid]["name"], f"{nodes[uid]['package_name']}.{nodes[uid]['name']}")
         ]
-        root = [spec for spec in matches if spec.package_name == self.project_name]
+        root = [uid for uid in matches if nodes[uid]["package_name"] == self.project_name]
         matches = root or matches
         if len(matches) == 1:
-            return matches[0]
+            return self.spec(matches[0])
         kinds = " or ".join(wanted)
         if matches:
-            ids = ", ".join(sorted(spec.unique_id for spec in matches))
+            ids = ", ".join(sorted(matches))
             raise ModelNotFound(f"{kinds} {ref!r} is ambiguous in {self.path}: matches {ids}; pass a unique id")
-        names = [spec.name for spec in self._others.values() if spec.resource_type in wanted]
+        names = [nodes[uid]["name"] for uid in self._others if nodes[uid]["resource_type"] in wanted]
         if "model" in wanted:
             names += list(self._by_name)
         close = difflib.get_close_matches(ref, names, n=5, cutoff=0.6)
@@ -246,11 +248,16 @@ class ManifestIndex:
             f"no {kinds} {ref!r} in the dbt manifest {self.path}{hint} If it was added recently, {_FIX}"
         )
 
-    def _narrow(self, ref: str, candidates: list[ModelSpec]) -> list[ModelSpec]:
+    def _narrow(self, candidates: list[str]) -> list[str]:
         # dbt's own ref() rules: the root project shadows packages, and a versioned name means its latest.
-        root = [c for c in candidates if c.package_name == self.project_name]
+        nodes = self.nodes
+        root = [uid for uid in candidates if nodes[uid]["package_name"] == self.project_name]
         candidates = root or candidates
-        latest = [c for c in candidates if c.version and self._latest.get(c.unique_id) == c.version]
+        latest = [
+            uid
+            for uid in candidates
+            if nodes[uid].get("version") and nodes[uid].get("latest_version") == nodes[uid].get("version")
+        ]
         return latest if len(latest) == 1 else candidates
 
     def _not_found_message(self, ref: str) -> str:
@@ -268,24 +275,8 @@ class ManifestIndex:
     def models(self, package: str | None = None, *, all_packages: bool = False) -> list[ModelSpec]:
         """Enabled models of the root project (or ``package``, or every package), parents before children."""
         wanted = package or self.project_name
-        chosen = {uid: spec for uid, spec in self._models.items() if all_packages or spec.package_name == wanted}
-        ordered: list[ModelSpec] = []
-        state: dict[str, bool] = {}
-
-        def visit(uid: str) -> None:
-            # Iterative enough for real projects; recursion depth is the DAG's depth, not its size.
-            if state.get(uid) is not None:
-                return
-            state[uid] = False
-            for parent in sorted(chosen[uid].depends_on):
-                if parent in chosen:
-                    visit(parent)
-            state[uid] = True
-            ordered.append(chosen[uid])
-
-        for uid in sorted(chosen):
-            visit(uid)
-        return ordered
+        chosen = {uid for uid in self._models if all_packages or self.nodes[uid]["package_name"] == wanted}
+        return [self.spec(uid) for uid in topological_order(self.nodes, chosen)]
 
     def check_fresh(
         self,
@@ -341,18 +332,6 @@ class ManifestIndex:
 
 _cache: dict[tuple[str, int, int], ManifestIndex] = {}
 _cache_lock = threading.Lock()
-
-
-def _read_manifest(file: Path) -> Mapping[str, Any]:
-    try:
-        with file.open("rb") as handle:
-            data = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"dbt manifest {str(file)!r} cannot be read as JSON ({exc}); {_FIX}") from exc
-    schema = (data.get("metadata") or {}).get("dbt_schema_version", "") if isinstance(data, dict) else ""
-    if "/manifest/" not in str(schema) or not isinstance(data.get("nodes"), dict):
-        raise ManifestError(f"{str(file)!r} is not a dbt manifest (no manifest dbt_schema_version); {_FIX}")
-    return data
 
 
 def _ref_keys(unique_id: str) -> tuple[str, ...]:
