@@ -53,6 +53,25 @@ _ROLE_MAPPING_FIELD: dict[str, Any] = {
     },
 }
 
+# Set by the platform team: which jobs may use this identity. A guard rail; the warehouse's GRANTs stay the boundary.
+_JOB_BINDING_FIELDS: dict[str, Any] = {
+    "allowed_dags": {
+        "label": "Allowed DAGs",
+        "description": "Comma-separated DAG id globs (team_a_*) whose tasks may use this identity; empty: any DAG.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "allowed_tags": {
+        "label": "Allowed DAG tags",
+        "description": "Comma-separated tag globs; the DAG must carry at least one. Empty: any tags.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "allowed_bundles": {
+        "label": "Allowed DAG bundles",
+        "description": "Comma-separated DAG bundle name globs (the platform's, not the DAG author's). Empty: any.",
+        "schema": {"type": ["string", "null"]},
+    },
+}
+
 _SUBJECT_FIELDS: dict[str, Any] = {
     "subject_token_source": {
         "label": "Subject token source",
@@ -254,7 +273,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_oidc",
                 "hook-class-name": "airflow_provider_idbt.hooks.oidc.OidcTokenHook",
                 "hook-name": "idbt: OpenID Connect identity",
-                "conn-fields": _OIDC_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "conn-fields": _OIDC_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD | _JOB_BINDING_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port"],
                     "relabeling": {"host": "Issuer URL", "login": "Client ID", "password": "Client secret"},
@@ -268,7 +287,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_aws",
                 "hook-class-name": "airflow_provider_idbt.hooks.aws.AwsWebIdentityHook",
                 "hook-name": "idbt: AWS web identity",
-                "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "conn-fields": _AWS_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD | _JOB_BINDING_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},
@@ -279,7 +298,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_google",
                 "hook-class-name": "airflow_provider_idbt.hooks.google.GoogleWorkloadIdentityHook",
                 "hook-name": "idbt: Google workload identity",
-                "conn-fields": _GOOGLE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "conn-fields": _GOOGLE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD | _JOB_BINDING_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port", "login", "password"],
                     "relabeling": {},
@@ -290,7 +309,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "idbt_azure",
                 "hook-class-name": "airflow_provider_idbt.hooks.azure.AzureIdentityHook",
                 "hook-name": "idbt: Azure / Entra ID identity",
-                "conn-fields": _AZURE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD,
+                "conn-fields": _AZURE_FIELDS | _SUBJECT_FIELDS | _ROLE_MAPPING_FIELD | _JOB_BINDING_FIELDS,
                 "ui-field-behaviour": {
                     "hidden-fields": ["host", "schema", "port"],
                     "relabeling": {

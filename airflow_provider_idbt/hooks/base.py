@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.get_provider_info import get_provider_info
 from airflow_provider_idbt.identity.cache import TokenCache
+from airflow_provider_idbt.identity.job_binding import JobBinding
 from airflow_provider_idbt.identity.sources import SubjectToken, SubjectTokenSource
 from airflow_provider_idbt.identity.token import FederatedToken
 from airflow_provider_idbt.version_compat import AirflowNotFoundException, BaseHook, mask_secret
@@ -47,6 +48,16 @@ class IdentityHook(BaseHook):
             if value:
                 mask_secret(value)
         return conn
+
+    def check_job(self, dag_id: str, tags: Sequence[str] = (), bundle_name: str | None = None) -> None:
+        """Refuse a task whose DAG the connection's ``allowed_dags``/``allowed_tags``/``allowed_bundles`` do not name.
+
+        Raises :class:`~airflow_provider_idbt.errors.JobNotAllowed` (no token is minted), or a
+        ``ConnectionFieldError`` for a malformed binding; returns when the connection binds no job.
+        """
+        JobBinding.from_extra(self.identity_conn_id, self.connection().extra_dejson or {}).check(
+            dag_id, tags, bundle_name
+        )
 
     def get_config(self) -> Any:
         raise NotImplementedError

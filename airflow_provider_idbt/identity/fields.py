@@ -5,11 +5,12 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_idbt.errors import ConnectionFieldError
+from airflow_provider_idbt.errors import ConfigurationError, ConnectionFieldError
 
 Problem = Callable[[str, str], Exception]
 
@@ -186,3 +187,19 @@ def warn_unknown(conn_id: str, extra: Mapping[str, Any], known: frozenset[str] |
     unknown = sorted(set(extra) - set(known))
     if unknown:
         log.warning("connection `%s`: ignoring unknown extra keys %s", conn_id, ", ".join(unknown))
+
+
+# The characters Airflow accepts in a connection id (its own sanitize rule); anything else is a bad template.
+CONN_ID = re.compile(r"^[\w#!()\-.:/\\]{1,250}$")
+
+
+def checked_conn_id(value: object, argument: str = "identity_conn_id") -> str:
+    """A (rendered) connection id, or a :class:`ConfigurationError` saying what it rendered to and what to check."""
+    if isinstance(value, str) and CONN_ID.match(value):
+        return value
+    shown = repr(value) if not isinstance(value, str) else f"`{value}`" if value.strip() else "an empty string"
+    raise ConfigurationError(
+        f"{argument} is {shown}, which is not an Airflow connection id (letters, digits and _-.:/#!() only); "
+        "if it is templated (e.g. idbt_{{ var.value.get('idbt_environment', 'dev') }}), check the Airflow "
+        "Variable it reads (in the UI, or AIRFLOW_VAR_<NAME> in the deployment's environment)"
+    )

@@ -16,7 +16,8 @@ from airflow_provider_idbt.links import DbtDocsLink
 from airflow_provider_idbt.operators.execution_mode import MODES as EXECUTION_MODES
 from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.operators.setup_checks import default_python
-from airflow_provider_idbt.version_compat import AirflowException, AirflowFailException, BaseOperator
+from airflow_provider_idbt.operators.task_failure import to_airflow_error
+from airflow_provider_idbt.version_compat import BaseOperator
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.json_log import DbtLogSummary
@@ -27,13 +28,6 @@ if TYPE_CHECKING:
     from airflow_provider_idbt.events import RunKeys
     from airflow_provider_idbt.identity.token import FederatedToken
     from airflow_provider_idbt.operators.run_events import ModelRunEvents
-
-
-def to_airflow_error(error: IdbtError) -> AirflowException:
-    """Permanent errors fail the task without retry; transient ones leave retrying to Airflow."""
-    if error.retryable:
-        return AirflowException(f"{type(error).__name__}: {error}")
-    return AirflowFailException(f"{type(error).__name__}: {error}")
 
 
 class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
@@ -80,6 +74,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         "model",
         "project_dir",
         "manifest_path",
+        "identity_conn_id",
         "profiles_dir",
         "profile_name",
         "target",
@@ -253,9 +248,12 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
 
     def _fetch_token(self, trail: ModelRunEvents, *, refresh: bool = False) -> FederatedToken:
         from airflow_provider_idbt.hooks import identity_hook_for
+        from airflow_provider_idbt.identity.fields import checked_conn_id
+        from airflow_provider_idbt.operators.job_binding import refuse_other_jobs
 
         try:
-            hook = identity_hook_for(self.identity_conn_id)
+            hook = identity_hook_for(checked_conn_id(self.identity_conn_id))
+            refuse_other_jobs(hook, trail)  # before any token is minted: fails the task without retry
             if refresh:
                 return hook.refresh_token(min_ttl=self.min_token_ttl)
             return hook.get_token(min_ttl=self.min_token_ttl)

@@ -47,14 +47,20 @@ class ModelRunEvents:
             error_message=str(error) if error else None,
         )
 
-    def permission_mismatch(self, token: FederatedToken, mismatch: PermissionMismatch, *, stage: str) -> None:
+    def permission_mismatch(
+        self, token: FederatedToken | None, mismatch: PermissionMismatch, *, stage: str, connection: str | None = None
+    ) -> None:
+        """A refusal: pre-flight or warehouse (with the try's token), or ``stage="job"``, before any token
+        (``token`` None, ``connection`` the identity connection bound to other jobs)."""
         self._emit(
             "permission_mismatch",
             token,
             stage=stage,
+            connection=connection,
             required=list(mismatch.required),
             held=list(mismatch.held),
             warehouse_message=mismatch.warehouse_message,
+            error_class=type(mismatch).__name__,
             error_message=str(mismatch),
         )
 

@@ -54,6 +54,17 @@ def _every_kind() -> list[dict[str, Any]]:
             warehouse_message="permission denied for table salaries",
         ),
         events.build_event(
+            "permission_mismatch",
+            KEYS,
+            model=MODEL,
+            stage="job",
+            connection="idbt_prod",
+            required=["allowed_dags:team_a_*"],
+            held=["dag:intruder"],
+            error_class="JobNotAllowed",
+            error_message="connection `idbt_prod` is bound to other jobs",
+        ),
+        events.build_event(
             "auth_failure",
             KEYS,
             model=MODEL,
@@ -99,3 +110,20 @@ def test_identity_cannot_carry_extra_claims(validator: jsonschema.Draft202012Val
     event["identity"] = {**event["identity"], "email": "someone@example.test"}
     with pytest.raises(jsonschema.ValidationError):
         validator.validate(event)
+
+
+def test_a_job_refusal_carries_no_identity_and_names_its_connection(
+    validator: jsonschema.Draft202012Validator,
+) -> None:
+    refusal = next(e for e in _every_kind() if e.get("stage") == "job")
+    validator.validate(refusal)
+    for bad in (
+        {**refusal, "identity": _every_kind()[1]["identity"]},
+        {k: v for k, v in refusal.items() if k != "connection"},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            validator.validate(bad)
+    # Every other stage still needs the identity that was refused.
+    preflight = {k: v for k, v in _every_kind()[3].items() if k != "identity"}
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**preflight, "stage": "preflight"})

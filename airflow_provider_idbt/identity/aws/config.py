@@ -10,6 +10,7 @@ from typing import Any
 
 from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
+from airflow_provider_idbt.identity.job_binding import JOB_BINDING_KEYS, JobBinding
 from airflow_provider_idbt.identity.sources import SOURCE_KEYS, SubjectTokenSource, source_from_extra
 from airflow_provider_idbt.identity.subject_check import SubjectTokenCheck
 
@@ -29,6 +30,8 @@ KNOWN_KEYS = frozenset(
         "ca_bundle",
         # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
         "role_mapping",
+        # Read by the operator before any token is minted (identity/job_binding.py).
+        *JOB_BINDING_KEYS,
         *SOURCE_KEYS,
     }
 )
@@ -71,6 +74,7 @@ class AwsWebIdentityConfig:
             "remove it; give role_arn instead",
         )
         fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
+        JobBinding.from_extra(conn_id, extra)  # a bad binding is a bad connection, found by `idbt doctor` too
 
         role_arn = fields.text(extra, "role_arn")
         if role_arn is None or not ROLE_ARN.match(role_arn):

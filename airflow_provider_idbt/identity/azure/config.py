@@ -19,6 +19,7 @@ from airflow_provider_idbt.identity.azure.clouds import (
     AzureCloud,
     default_scope,
 )
+from airflow_provider_idbt.identity.job_binding import JOB_BINDING_KEYS, JobBinding
 from airflow_provider_idbt.identity.secret import Secret
 from airflow_provider_idbt.identity.sources import SOURCE_KEYS, SubjectTokenSource, source_from_extra
 from airflow_provider_idbt.identity.subject_check import CHECK_KEYS, SubjectTokenCheck
@@ -51,6 +52,8 @@ KNOWN_KEYS = frozenset(
         "ca_bundle",
         # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
         "role_mapping",
+        # Read by the operator before any token is minted (identity/job_binding.py).
+        *JOB_BINDING_KEYS,
         *SOURCE_KEYS,
     }
 )
@@ -112,6 +115,7 @@ class AzureIdentityConfig:
             "put it in the password field, which Airflow encrypts",
         )
         fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
+        JobBinding.from_extra(conn_id, extra)  # a bad binding is a bad connection, found by `idbt doctor` too
 
         cloud = _cloud(conn_id, extra)
         tenant_id = _tenant(conn_id, extra)

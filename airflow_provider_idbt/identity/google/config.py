@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
+from airflow_provider_idbt.identity.job_binding import JOB_BINDING_KEYS, JobBinding
 from airflow_provider_idbt.identity.sources import (
     GCE_METADATA_URL,
     ID_TOKEN_TYPE,
@@ -54,6 +55,8 @@ KNOWN_KEYS = frozenset(
         "ca_bundle",
         # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
         "role_mapping",
+        # Read by the operator before any token is minted (identity/job_binding.py).
+        *JOB_BINDING_KEYS,
         *ENDPOINT_FIELDS.values(),
         *SOURCE_KEYS,
     }
@@ -148,6 +151,7 @@ class GoogleFederationConfig:
             "remove it; give `audience` instead",
         )
         fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
+        JobBinding.from_extra(conn_id, extra)  # a bad binding is a bad connection, found by `idbt doctor` too
 
         mode = fields.text(extra, "mode") or "federation"
         if mode not in MODES:

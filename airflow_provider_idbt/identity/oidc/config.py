@@ -9,6 +9,7 @@ from typing import Any
 
 from airflow_provider_idbt.errors import ConnectionFieldError
 from airflow_provider_idbt.identity import fields
+from airflow_provider_idbt.identity.job_binding import JOB_BINDING_KEYS, JobBinding
 from airflow_provider_idbt.identity.oidc.client_auth import (
     ASSERTION_ALGORITHMS,
     ClientAuth,
@@ -39,6 +40,8 @@ KNOWN_KEYS = frozenset(
         "groups",
         # Read by the operator's permission check (hooks/role_mapping.py), not by the exchanger.
         "role_mapping",
+        # Read by the operator before any token is minted (identity/job_binding.py).
+        *JOB_BINDING_KEYS,
         "timeout",
         "ca_bundle",
         "grant_type",
@@ -108,6 +111,7 @@ class OidcClientConfig:
                 "move it to the password field, which Airflow encrypts and masks",
             )
         fields.warn_unknown(conn_id, extra, KNOWN_KEYS)
+        JobBinding.from_extra(conn_id, extra)  # a bad binding is a bad connection, found by `idbt doctor` too
 
         issuer = fields.text(extra, "issuer") or (host or "").strip()
         if not issuer:
