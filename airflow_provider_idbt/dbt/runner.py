@@ -25,6 +25,7 @@ SECRET_PREFIX = "DBT_ENV_SECRET_"
 _TAIL_LINES = 20
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
 EXPECT_DBT_VERSION_ENV = "IDBT_EXPECT_DBT_VERSION"  # read by worker.py, which cannot import this module
+HOOK_TYPES = ("on-run-start", "on-run-end")  # worker.py's too
 
 # The child starts from an allowlist, not from a copy of the Airflow worker's environment, which holds
 # the metadata database URL, the Fernet key, connections and the worker's own cloud credentials.
@@ -86,10 +87,22 @@ class DbtInvocation:
     # copied into target_path, it spares the task a full project parse. dbt checks that it still matches
     # the project, vars and profile, and parses in full when it does not, so a stale one is harmless.
     partial_parse_from: str | None = None
+    # The project's on-run-start/on-run-end hooks this run runs: True (dbt's default: all), False (none: they
+    # run once per DAG run in their own tasks) or the hook types it still runs (docs/run-hooks.md).
+    run_hooks: bool | tuple[str, ...] = True
+    # For command="hooks": run only the project's hooks of this type (``on-run-start`` or ``on-run-end``).
+    hook_type: str | None = None
 
     def args(self) -> list[str]:
         """dbt's argv: readable text on stdout, a JSON log file under ``log_path`` for machines."""
-        argv = [self.command, "--select", self.select]
+        if self.command == "hooks":
+            if self.hook_type not in HOOK_TYPES:
+                raise ValueError(f"command='hooks' needs hook_type, one of {', '.join(HOOK_TYPES)}")
+            # The worker runs the hooks through dbt's `run` set-up; a selector that matches no node keeps it
+            # from running models should a dbt ever ignore the worker's hooks-only task.
+            argv = ["run", "--select", "idbt_hooks_only_selects_nothing"]
+        else:
+            argv = [self.command, "--select", self.select]
         if self.exclude:
             argv += ["--exclude", self.exclude]
         # Absolute paths: the child runs in its own empty working directory.
@@ -108,7 +121,19 @@ class DbtInvocation:
             # fail on listing the others.
             "--cache-selected-only",
         ]  # fmt: skip
-        return [*argv, *self.extra_args]
+        return [*argv, *self.extra_args, *self._hook_args()]
+
+    def _hook_args(self) -> list[str]:
+        # Options of the worker script (worker.py), which removes them before dbt reads argv.
+        if self.command == "hooks":
+            return ["--idbt-hooks-only", str(self.hook_type)]
+        if self.run_hooks is True:
+            return []
+        kept = () if self.run_hooks is False else tuple(self.run_hooks)
+        bad = sorted(set(kept) - set(HOOK_TYPES))
+        if bad:
+            raise ValueError(f"run_hooks: unknown hook types {', '.join(bad)}; use {', '.join(HOOK_TYPES)}")
+        return ["--idbt-project-hooks", ",".join(t for t in HOOK_TYPES if t in kept) or "none"]
 
     @property
     def run_results_path(self) -> Path:

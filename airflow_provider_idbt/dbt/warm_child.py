@@ -139,9 +139,8 @@ def run_child(conn: socket.socket, secret_fd: int, request: dict[str, Any], load
         os.environ.update(request["env"])
         os.environ.update(secrets)
         os.chdir(request["cwd"])
-        from dbt.cli.main import dbtRunner
-
-        code = worker.verdict(worker.invoke(dbtRunner(manifest=loaded.manifest), request["argv"]), secrets)
+        # A copy of the worker's manifest (forked): dropping hooks from it for this run leaves the worker's whole.
+        code = worker.verdict(worker.invoke(request["argv"], manifest=loaded.manifest), secrets)
     except BaseException as exc:  # the child must never return into the server's loop
         print(f"idbt warm worker: {worker.scrub(f'{type(exc).__name__}: {exc}', secrets)}", file=sys.stderr)
     finally:
