@@ -19,6 +19,10 @@ RUN_HOOKS_MODES: tuple[str, ...] = ("once", "per_task", "auto")
 RUN_CONTEXT_NAMES = ("results", "schemas", "database_schemas", "selected_resources")
 _READS_RUN_CONTEXT = re.compile(r"(?<![\w.])(" + "|".join(RUN_CONTEXT_NAMES) + r")\b")
 _HOOK_ID = re.compile(r"-(on-run-start|on-run-end)-(\d+)$")
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)  # only Jinja reads names; SQL text and comments do not
+_SET = re.compile(r"\{%-?\s*set\s+(\w+)")
+_FOR = re.compile(r"\{%-?\s*for\s+([\w\s,]+?)\s+in\b")
+_PARAMS = re.compile(r"\{%-?\s*macro\s+\w+\s*\(([^)]*)\)")
 
 
 def hook_records(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -27,9 +31,11 @@ def hook_records(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``[{"unique_id", "hook_type", "package_name", "index", "reads_results"}]``: on-run-start hooks first, then
     on-run-end. dbt (1.11 ``RunTask.get_hooks_by_type``) sorts each type by package, the root project's hooks
     first, then every package's by package name, each in the order of its ``dbt_project.yml`` list (``index``,
-    0-based, read from the node id as dbt names it). ``reads_results`` is True when the hook's SQL, or a macro
-    it calls (``depends_on.macros``, transitively), names a per-invocation context member (``results``,
-    ``schemas``, ``database_schemas``, ``selected_resources``), or calls a macro the manifest does not hold.
+    0-based, read from the node id as dbt names it). ``reads_results`` is True when the hook's Jinja, or a macro
+    it calls (``depends_on.macros``, transitively), reads a per-invocation context member (``results``,
+    ``schemas``, ``database_schemas``, ``selected_resources``) it does not define itself (``set``, ``for``, a
+    parameter), or calls a macro the manifest does not hold. A conservative reading: a false "reads" only
+    keeps a hook in every task, as dbt runs it.
     """
     nodes = manifest.get("nodes")
     if not isinstance(nodes, Mapping):
@@ -64,8 +70,20 @@ def _list_index(unique_id: str, node: Mapping[str, Any]) -> int:
     return int(node.get("index") or 0)
 
 
+def _reads_names(jinja_sql: str) -> bool:
+    """Whether the template reads a per-invocation context member it does not define itself (set, for, param)."""
+    local = set(_SET.findall(jinja_sql))
+    for names in [*_FOR.findall(jinja_sql), *_PARAMS.findall(jinja_sql)]:
+        local.update(part.split("=")[0].strip() for part in names.split(","))
+    return any(
+        match.group(1) not in local
+        for block in _JINJA.findall(jinja_sql)
+        for match in _READS_RUN_CONTEXT.finditer(block)
+    )
+
+
 def _reads_run_context(node: Mapping[str, Any], macros: Mapping[str, Any]) -> bool:
-    if _READS_RUN_CONTEXT.search(str(node.get("raw_code") or "")):
+    if _reads_names(str(node.get("raw_code") or "")):
         return True
     seen: set[str] = set()
     pending = list((node.get("depends_on") or {}).get("macros") or ())
@@ -77,7 +95,7 @@ def _reads_run_context(node: Mapping[str, Any], macros: Mapping[str, Any]) -> bo
         macro = macros.get(macro_id)
         if not isinstance(macro, Mapping):
             return True  # a macro we cannot read: assume the worst
-        if _READS_RUN_CONTEXT.search(str(macro.get("macro_sql") or "")):
+        if _reads_names(str(macro.get("macro_sql") or "")):
             return True
         pending.extend((macro.get("depends_on") or {}).get("macros") or ())
     return False

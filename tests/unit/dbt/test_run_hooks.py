@@ -65,19 +65,24 @@ def test_reads_results_directly_or_through_macros_transitively() -> None:
         "macro.pkg.upload": _macro("{% macro upload() %}{{ pkg.rows() }}{% endmacro %}", "macro.pkg.rows"),
         "macro.pkg.rows": _macro("{% for r in results %}{{ r.node.unique_id }}{% endfor %}"),
         "macro.pkg.grant": _macro("{% for s in schemas %}grant usage on schema {{ s }}{% endfor %}"),
-        "macro.pkg.log": _macro("insert into log select '{{ invocation_id }}', 'run_results'"),
+        "macro.pkg.log": _macro("insert into log select '{{ invocation_id }}', 'run_results' -- all results"),
+        # Its own `results` (set, loop, parameter): not the invocation's.
+        "macro.pkg.local": _macro(
+            "{% macro local(schemas) %}{% set results = run_query('select 1') %}"
+            "{% for r in results %}{{ r }}{% endfor %}{{ schemas }}{% endmacro %}"
+        ),
     }
     manifest = _manifest(
         _hook("pkg", "on-run-end", 0, "{{ pkg.upload() }}", ("macro.pkg.upload",)),
         _hook("pkg", "on-run-end", 1, "{{ pkg.grant() }}", ("macro.pkg.grant",)),
-        _hook("pkg", "on-run-end", 2, "{{ pkg.log() }}", ("macro.pkg.log",)),
+        _hook("pkg", "on-run-end", 2, "{{ pkg.log() }}{{ pkg.local(['a']) }}", ("macro.pkg.log", "macro.pkg.local")),
         _hook("pkg", "on-run-end", 3, "{{ log(results | length) }}"),
         _hook("pkg", "on-run-end", 4, "{{ pkg.gone() }}", ("macro.pkg.gone",)),
         _hook("pkg", "on-run-start", 0, "{{ log(selected_resources) }}"),
         macros=macros,
     )
     reads = {f"{r['hook_type'][7:]}{r['index']}": r["reads_results"] for r in hook_records(manifest)}
-    # `run_results` inside a word is not the context member; a macro the manifest lacks counts as reading it.
+    # `run_results` and SQL text are not the context member; a macro the manifest lacks counts as reading it.
     assert reads == {"end0": True, "end1": True, "end2": False, "end3": True, "end4": True, "start0": True}
 
 
