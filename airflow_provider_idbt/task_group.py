@@ -1,30 +1,50 @@
-"""DbtIdentityTaskGroup: one DbtIdentityOperator per model of a compiled manifest, wired by `depends_on`."""
+"""DbtIdentityTaskGroup: one task per selected dbt node of a compiled manifest, wired by the manifest's edges."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow_provider_idbt.dbt.manifest import ManifestIndex
+from airflow_provider_idbt.dbt.task_plan import TASK_TYPES, PlannedTask, plan_tasks
 from airflow_provider_idbt.errors import IdbtError
 from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
+from airflow_provider_idbt.operators.dbt_tests import DbtIdentityTestOperator
 from airflow_provider_idbt.version_compat import TaskGroup
+
+_SECONDS = ("retry_delay", "execution_timeout")
 
 
 class DbtIdentityTaskGroup(TaskGroup):
-    """A task group with one task per dbt model, so every model is its own run in the Airflow UI.
+    """A task group with one task per dbt node, so every model is its own run in the Airflow UI.
 
-    Reading the manifest is the only work done at DAG-parse time (no dbt import, no project parse).
+    Reading the manifest's slim index is the only work done at DAG-parse time (no dbt import, no project parse).
+    By default every enabled model, seed and snapshot of every installed package becomes a task (what
+    ``dbt build`` would run), with each node's tests in a task after it.
 
     :param group_id: the task group id.
     :param project_dir: the dbt project directory.
-    :param manifest_path: the pre-built ``manifest.json`` (``dbt parse``).
-    :param identity_conn_id: the identity connection every model task authenticates with.
+    :param manifest_path: the pre-built ``manifest.json`` (``idbt prepare`` or ``dbt parse``).
+    :param identity_conn_id: the identity connection the tasks authenticate with (a node's ``meta.idbt`` or
+        ``node_settings`` may name another).
     :param profiles_dir: the user's profiles directory (see :class:`DbtIdentityOperator`).
-    :param execution_mode: ``subprocess`` or ``warm`` for every model task (see :class:`DbtIdentityOperator`).
-    :param operator_kwargs: further keyword arguments for every model task (``pool``, ``retries``,
-        ``profile_args``, ``target``, ...).
+    :param execution_mode: ``subprocess`` or ``warm`` for every task (see :class:`DbtIdentityOperator`).
+    :param operator_kwargs: further keyword arguments for every task (``pool``, ``retries``, ``profile_args``,
+        ``target``, ...).
+    :param select: dbt node selection (``"tag:finance +orders"``, a list of them, ...), resolved from the manifest
+        as dbt resolves it; default: every node, or the project's ``default: true`` selector.
+    :param exclude: dbt's ``--exclude``, the same grammar.
+    :param selector: a YAML selector of the project's ``selectors.yml``.
+    :param tests: where the selected tests run: ``after_each`` (a test task after each node, the default),
+        ``build`` (in the node's own task, ``dbt build``), ``after_all`` (test tasks after every node) or ``none``.
+    :param resource_types: which node types become tasks (default: models, seeds and snapshots).
+    :param folder_groups: nest tasks in task groups named after the nodes' folders (and packages).
+    :param assets: declare each node's relation as an outlet Asset, and what it reads as inlet Assets, so
+        downstream DAGs can be scheduled on a model.
+    :param node_settings: per-node task settings keyed by name, ``package.name`` or unique id
+        (``{"orders": {"pool": "finance", "identity_conn_id": "idbt_finance"}}``); they win over ``meta.idbt``.
     """
 
     def __init__(
@@ -37,30 +57,131 @@ class DbtIdentityTaskGroup(TaskGroup):
         profiles_dir: str | os.PathLike[str] | None = None,
         execution_mode: str | None = None,
         operator_kwargs: Mapping[str, Any] | None = None,
+        select: str | Sequence[str] | None = None,
+        exclude: str | Sequence[str] | None = None,
+        selector: str | None = None,
+        tests: str = "after_each",
+        resource_types: Iterable[str] = TASK_TYPES,
+        folder_groups: bool = False,
+        assets: bool = True,
+        node_settings: Mapping[str, Mapping[str, Any]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(group_id=group_id, **kwargs)
-        try:
-            index = ManifestIndex.load(manifest_path)
-        except IdbtError as error:
-            raise ValueError(f"task group `{group_id}`: {error}") from None
         extra = dict(operator_kwargs or {})
         if execution_mode is not None:
             extra["execution_mode"] = execution_mode
+        try:
+            index = ManifestIndex.load(manifest_path)
+            index.check_project(project_dir)
+            selected = _select(index, select, exclude, selector)
+            plan = plan_tasks(
+                index,
+                selected,
+                tests=tests,
+                resource_types=resource_types,
+                folder_groups=folder_groups,
+                overrides=node_settings,
+            )
+        except IdbtError as error:
+            raise ValueError(f"task group `{group_id}`: {error}") from None
+        if not plan:
+            raise ValueError(
+                f"task group `{group_id}`: the selection {_describe(select, exclude, selector)} matches no "
+                f"model, seed or snapshot of {index.path} (project {index.project_name!r}, {len(index.nodes)} "
+                "nodes); check the names and methods against `dbt ls` with the same arguments"
+            )
+        namespace = _namespace(extra, project_dir, profiles_dir) if assets else None
+        common = {
+            "project_dir": project_dir,
+            "manifest_path": manifest_path,
+            "identity_conn_id": identity_conn_id,
+            "profiles_dir": profiles_dir,
+        }
         self.model_tasks: dict[str, DbtIdentityOperator] = {}
-        with self:
-            for spec in index.models():
-                self.model_tasks[spec.unique_id] = DbtIdentityOperator(
-                    task_id=spec.name,
-                    model=spec.unique_id,
-                    project_dir=project_dir,
-                    manifest_path=manifest_path,
-                    identity_conn_id=identity_conn_id,
-                    profiles_dir=profiles_dir,
-                    **extra,
-                )
-        for unique_id, task in self.model_tasks.items():
-            for parent in index.model(unique_id).depends_on:
-                upstream = self.model_tasks.get(parent)
-                if upstream is not None:
-                    upstream >> task
+        self.test_tasks: dict[str, DbtIdentityTestOperator] = {}
+        self.planned: dict[str, PlannedTask] = {}
+        tasks: dict[str, DbtIdentityOperator] = {}
+        groups: dict[tuple[str, ...], TaskGroup] = {}
+        for item in plan:
+            with self._folder_group(item.folder, groups):
+                task = self._make_task(item, common, extra, namespace)
+            tasks[item.task_id] = task
+            self.planned[item.task_id] = item
+            if item.command == "test":
+                self.test_tasks[item.task_id] = task  # type: ignore[assignment]
+            else:
+                self.model_tasks[item.node] = task
+        for item in plan:
+            for parent in item.upstream:
+                tasks[parent] >> tasks[item.task_id]
+
+    def _folder_group(self, folder: tuple[str, ...], groups: dict[tuple[str, ...], TaskGroup]) -> TaskGroup:
+        parent: TaskGroup = self
+        for depth in range(1, len(folder) + 1):
+            key = folder[:depth]
+            if key not in groups:
+                with parent:
+                    groups[key] = TaskGroup(group_id=key[-1])
+            parent = groups[key]
+        return parent
+
+    def _make_task(
+        self, item: PlannedTask, common: Mapping[str, Any], extra: Mapping[str, Any], namespace: str | None
+    ) -> DbtIdentityOperator:
+        kwargs: dict[str, Any] = {**common, **extra}
+        for key, value in item.settings.items():
+            kwargs[key] = timedelta(seconds=value) if key in _SECONDS else value
+        kwargs.setdefault("task_display_name", item.label)
+        if item.doc:
+            kwargs.setdefault("doc_md", item.doc)
+        if namespace is not None:
+            kwargs.setdefault("outlets", [_asset(namespace, relation) for relation in item.outputs])
+            kwargs.setdefault("inlets", [_asset(namespace, relation) for relation in item.inputs])
+        if item.command == "test":
+            return DbtIdentityTestOperator(task_id=item.task_id, model=item.node, tests=item.tests, **kwargs)
+        return DbtIdentityOperator(task_id=item.task_id, model=item.node, command=item.command, **kwargs)
+
+
+def _select(
+    index: ManifestIndex, select: str | Sequence[str] | None, exclude: str | Sequence[str] | None, selector: str | None
+) -> frozenset[str]:
+    from airflow_provider_idbt.dbt.selection import select_nodes
+
+    return select_nodes(
+        index.nodes,
+        select=select,
+        exclude=exclude,
+        selector=selector,
+        selectors=index.selectors,
+        project_name=index.project_name,
+    )
+
+
+def _describe(select: Any, exclude: Any, selector: Any) -> str:
+    parts = [f"{name}={value!r}" for name, value in (("select", select), ("exclude", exclude), ("selector", selector))]
+    return "(" + ", ".join(part for part in parts if not part.endswith("=None")) + ")"
+
+
+def _namespace(
+    extra: Mapping[str, Any], project_dir: str | os.PathLike[str], profiles_dir: str | os.PathLike[str] | None
+) -> str | None:
+    """The OpenLineage namespace the tasks' events use, so each Asset URI names the same dataset."""
+    from airflow_provider_idbt.dbt.lineage import dataset_namespace, profile_target
+
+    try:
+        if extra.get("profile_args"):
+            return dataset_namespace(extra["profile_args"])
+        if profiles_dir is not None:
+            target = profile_target(profiles_dir, project_dir, extra.get("profile_name"), extra.get("target"))
+            return dataset_namespace(target)
+    except (KeyError, OSError, ValueError):
+        return None
+    return None
+
+
+def _asset(namespace: str, relation: str) -> Any:
+    """``<namespace>/<database>/<schema>/<table>``: OpenLineage's dataset (namespace, name) as an Airflow Asset URI."""
+    from airflow.sdk import Asset
+
+    return Asset(uri=f"{namespace}/{relation.replace('.', '/')}")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from airflow_provider_idbt.errors import ConfigurationError
 
 # command -> the resource types its node may have. `test` and `build` on a model run the model's tests too
-# (dbt's indirect selection); `build` is the model and its tests in one task.
+# (dbt's indirect selection); `build` is the model and its tests in one task; `test` on a test runs that test.
 NODE_TYPES: dict[str, tuple[str, ...]] = {
     "run": ("model",),
     "build": ("model", "seed", "snapshot"),
-    "test": ("model", "seed", "snapshot"),
+    "test": ("model", "seed", "snapshot", "test"),
     "seed": ("seed",),
     "snapshot": ("snapshot",),
 }

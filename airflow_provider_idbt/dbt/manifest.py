@@ -53,6 +53,8 @@ class ModelSpec:
     # free of "selection criterion does not match" warnings, which `--warn-error` would turn into errors.
     selector_exclude: str | None = None
     description: str = field(default="", hash=False, compare=False)
+    # A test task's own `--select` (its tests, space-separated); None selects this node (see `selector`).
+    select_override: str | None = None
 
     @property
     def selector(self) -> str:
@@ -61,6 +63,8 @@ class ModelSpec:
         dbt matches a full fqn as a prefix: ``fqn:pkg.marts.orders`` also selects ``marts/orders/x.sql``
         (hence the exclude); the package intersection stops a same-named path inside another package.
         """
+        if self.select_override is not None:
+            return self.select_override
         return f"fqn:{'.'.join(self.fqn)},package:{self.package_name}"
 
 
@@ -278,6 +282,16 @@ class ManifestIndex:
         chosen = {uid for uid in self._models if all_packages or self.nodes[uid]["package_name"] == wanted}
         return [self.spec(uid) for uid in topological_order(self.nodes, chosen)]
 
+    def check_project(self, project_dir: str | os.PathLike[str]) -> None:
+        """Raise :class:`StaleManifest` when the manifest was built for another project than ``project_dir``'s."""
+        project = Path(project_dir)
+        name = _project_name(project)
+        if name != self.project_name:
+            raise StaleManifest(
+                f"the dbt manifest {self.path} was built for project {self.project_name!r} but "
+                f"{project / 'dbt_project.yml'} names {name!r}; {_FIX}"
+            )
+
     def check_fresh(
         self,
         project_dir: str | os.PathLike[str],
@@ -289,12 +303,7 @@ class ManifestIndex:
         """Raise :class:`StaleManifest` when the manifest no longer describes ``spec`` in ``project_dir``."""
         project = Path(project_dir)
         where = f"the dbt manifest {self.path}"
-        name = _project_name(project)
-        if name != self.project_name:
-            raise StaleManifest(
-                f"{where} was built for project {self.project_name!r} but {project / 'dbt_project.yml'} "
-                f"names {name!r}; {_FIX}"
-            )
+        self.check_project(project)
         if adapter_type and adapter_type != self.adapter_type:
             raise StaleManifest(
                 f"{where} was built for the {self.adapter_type!r} adapter, the task runs {adapter_type!r}; {_FIX}"
