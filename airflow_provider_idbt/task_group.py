@@ -10,6 +10,7 @@ from typing import Any
 from airflow_provider_idbt.dbt.manifest import ManifestIndex
 from airflow_provider_idbt.dbt.task_plan import TASK_TYPES, PlannedTask, plan_tasks
 from airflow_provider_idbt.errors import IdbtError
+from airflow_provider_idbt.manifest_store import local_manifest
 from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
 from airflow_provider_idbt.operators.dbt_tests import DbtIdentityTestOperator
 from airflow_provider_idbt.version_compat import TaskGroup
@@ -26,7 +27,8 @@ class DbtIdentityTaskGroup(TaskGroup):
 
     :param group_id: the task group id.
     :param project_dir: the dbt project directory.
-    :param manifest_path: the pre-built ``manifest.json`` (``idbt prepare`` or ``dbt parse``).
+    :param manifest_path: the pre-built ``manifest.json`` (``idbt prepare``), a path or an object-storage URI
+        (``s3://``, ``gs://``, ``abfs://``, ``file://``; see docs/manifests.md).
     :param identity_conn_id: the identity connection the tasks authenticate with (a node's ``meta.idbt`` or
         ``node_settings`` may name another).
     :param profiles_dir: the user's profiles directory (see :class:`DbtIdentityOperator`).
@@ -45,6 +47,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         downstream DAGs can be scheduled on a model.
     :param node_settings: per-node task settings keyed by name, ``package.name`` or unique id
         (``{"orders": {"pool": "finance", "identity_conn_id": "idbt_finance"}}``); they win over ``meta.idbt``.
+    :param manifest_conn_id: the Airflow connection ``ObjectStoragePath`` reads a manifest URI with.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         folder_groups: bool = False,
         assets: bool = True,
         node_settings: Mapping[str, Mapping[str, Any]] | None = None,
+        manifest_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(group_id=group_id, **kwargs)
@@ -72,7 +76,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         if execution_mode is not None:
             extra["execution_mode"] = execution_mode
         try:
-            index = ManifestIndex.load(manifest_path)
+            index = ManifestIndex.load(local_manifest(manifest_path, conn_id=manifest_conn_id))
             index.check_project(project_dir)
             selected = _select(index, select, exclude, selector)
             plan = plan_tasks(
@@ -95,6 +99,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         common = {
             "project_dir": project_dir,
             "manifest_path": manifest_path,
+            "manifest_conn_id": manifest_conn_id,
             "identity_conn_id": identity_conn_id,
             "profiles_dir": profiles_dir,
         }

@@ -35,8 +35,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
 
     :param model: the model to run: its name, ``package.name`` or manifest unique id.
     :param project_dir: the dbt project directory.
-    :param manifest_path: a pre-built ``manifest.json`` (``dbt parse``); the task never parses the project
-        and refuses a manifest that no longer matches the model file, dbt version, adapter or project.
+    :param manifest_path: a pre-built ``manifest.json`` (``idbt prepare``): a path, or an object-storage URI
+        (``s3://``, ``gs://``, ``abfs://``, ``file://``) read with ``manifest_conn_id``; the task never parses
+        the project and refuses a manifest that no longer matches the model file, dbt version, adapter or project.
     :param identity_conn_id: the Airflow connection (``idbt_oidc``, ``idbt_aws``, ``idbt_google`` or
         ``idbt_azure``) that says where this task's identity comes from and what it is exchanged for.
     :param profiles_dir: a directory holding the user's ``profiles.yml``; its profile can read the token
@@ -68,6 +69,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param login_args: with your own profiles.yml, the fields a warehouse's login step reads (Redshift's
         ``cluster_identifier``/``db_user``/``region``, RDS's ``iam_auth``/``region``, ...); a generated profile
         takes them in ``profile_args``. See docs/warehouses/.
+    :param run_hooks: the project hooks this task runs: True (all, as dbt), False (none) or hook types (run-hooks.md).
     """
 
     template_fields: Sequence[str] = (
@@ -108,15 +110,19 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         query_comment_hash: bool = False,
         execution_mode: str | None = None,
         login_args: Mapping[str, Any] | None = None,
+        manifest_conn_id: str | None = None,
         command: str = "run",
+        run_hooks: bool | str | Sequence[str] = True,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_idbt.dbt.commands import check_full_refresh, node_types
         from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
+        from airflow_provider_idbt.dbt.run_hooks import hook_types_arg
 
         super().__init__(**kwargs)
         try:
             node_types(command)
+            self.run_hooks = hook_types_arg(run_hooks)
             if isinstance(full_refresh, bool):
                 check_full_refresh(command, full_refresh)
         except IdbtError as error:
@@ -125,6 +131,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         self.model = model
         self.project_dir = os.fspath(project_dir)
         self.manifest_path = os.fspath(manifest_path)
+        self.manifest_conn_id = manifest_conn_id
         self.identity_conn_id = identity_conn_id
         self.profiles_dir = os.fspath(profiles_dir) if profiles_dir is not None else None
         self.profile_name = profile_name
@@ -220,7 +227,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             check_adapter_installed(self._adapter_type(), self.dbt_python)
             if self.profiles_dir is not None:
                 check_profile_target(self.profiles_dir, self.project_dir, self.profile_name, self.target)
-            index = ManifestIndex.load(self.manifest_path)
+            index = ManifestIndex.load(self.idbt_manifest_file())
             spec = index.node(self.model, node_types(self.command))
             index.check_fresh(
                 self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=dbt_version(self.dbt_python)
@@ -345,8 +352,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
                 extra_args=("--full-refresh",) if self._full_refresh() else (),
                 python=self.dbt_python or default_python(),
                 # dbt re-checks a partial parse against project, vars and profile, so a stale one only costs time.
-                partial_parse_from=str(Path(self.manifest_path).parent),
+                partial_parse_from=str(Path(self.idbt_manifest_file()).parent),
                 env=env,
+                run_hooks=self.run_hooks,
             )
             shown = [*invocation.args()[: 5 if invocation.exclude else 3], *invocation.extra_args]
             self.log.info("idbt: dbt %s", " ".join(shown))
@@ -368,18 +376,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     def _warehouse_auth_failure(
         self, trail: ModelRunEvents, token: FederatedToken, result: RunResult, log: DbtLogSummary, *, action: str
     ) -> None:
-        from airflow_provider_idbt.dbt.results import failure_messages, warehouse_message
-
-        said = warehouse_message(failure_messages(result, log.messages), "auth", self._adapter_type())
-        trail.auth_failure(
-            token,
-            self.identity_conn_id,
-            "WarehouseAuthFailed",
-            said or result.message,
-            stage="warehouse",
-            action=action,
-            model_statements=log.model_statements,
-        )
+        trail.warehouse_auth_failure(token, self.identity_conn_id, result, log, self._adapter_type(), action=action)
 
     def _make_runner(self) -> SubprocessRunner:
         from airflow_provider_idbt.operators.execution_mode import make_runner
@@ -387,7 +384,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         return make_runner(
             self.execution_mode,
             getattr(self, "executor", None),
-            self.manifest_path,
+            self.idbt_manifest_file(),
             self._adapter_type(),
             self.log.warning,
         )

@@ -39,7 +39,7 @@ class DbtIdentityTestOperator(DbtIdentityOperator):
 
         spec = super()._load_model()
         try:
-            index = ManifestIndex.load(self.manifest_path)
+            index = ManifestIndex.load(self.idbt_manifest_file())
             members = [index.node(ref, ("test",)) for ref in self.tests]
         except IdbtError as error:
             raise to_airflow_error(error) from None

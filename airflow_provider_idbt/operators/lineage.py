@@ -27,12 +27,19 @@ class IdbtLineageMixin:
     model: str
     project_dir: str
     manifest_path: str
+    manifest_conn_id: str | None
     profiles_dir: str | None
     profile_name: str | None
     target: str | None
     profile_args: Mapping[str, Any] | None
     command: str
     _idbt_unique_id: str | None
+
+    def idbt_manifest_file(self) -> str:
+        """The local manifest file: ``manifest_path`` itself, or a cached copy of an object-storage URI."""
+        from airflow_provider_idbt.manifest_store import local_manifest
+
+        return str(local_manifest(self.manifest_path, conn_id=getattr(self, "manifest_conn_id", None)))
 
     def idbt_dataset_namespace(self) -> str | None:
         """The OpenLineage namespace of the warehouse this task's profile points at (None if unknown)."""
@@ -61,7 +68,7 @@ class IdbtLineageMixin:
         from airflow_provider_idbt.dbt.manifest import ManifestIndex
 
         try:
-            index = ManifestIndex.load(self.manifest_path)
+            index = ManifestIndex.load(self.idbt_manifest_file())
             spec = index.node(self._idbt_unique_id or self.model, node_types(self.command))
         except Exception:
             log.debug("idbt: model %s not readable from %s", self.model, self.manifest_path, exc_info=True)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt import events
 from airflow_provider_idbt.errors import PermissionMismatch
 from airflow_provider_idbt.events import RunKeys
 from airflow_provider_idbt.identity.token import FederatedToken
+
+if TYPE_CHECKING:
+    from airflow_provider_idbt.dbt.json_log import DbtLogSummary
+    from airflow_provider_idbt.dbt.results import RunResult
 
 
 @dataclass(frozen=True)
@@ -75,4 +79,28 @@ class ModelRunEvents:
             error_class=error_class,
             error_message=error_message,
             **fields,
+        )
+
+    def warehouse_auth_failure(
+        self,
+        token: FederatedToken,
+        connection: str,
+        result: RunResult,
+        log: DbtLogSummary,
+        adapter: str | None,
+        *,
+        action: str,
+    ) -> None:
+        """The warehouse refused this try's token: its own words, and what happens next (``action``)."""
+        from airflow_provider_idbt.dbt.results import failure_messages, warehouse_message
+
+        said = warehouse_message(failure_messages(result, log.messages), "auth", adapter)
+        self.auth_failure(
+            token,
+            connection,
+            "WarehouseAuthFailed",
+            said or result.message,
+            stage="warehouse",
+            action=action,
+            model_statements=log.model_statements,
         )
