@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_idbt.dbt.slim_index import SLIM_INDEX_FILE
 from airflow_provider_idbt.errors import ConfigurationError, ManifestError, ManifestUnreachable
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ INTERVAL_KEY = "manifest_refresh_interval"
 DEFAULT_INTERVAL = 30.0
 MANIFEST_FILE = "manifest.json"
 PARTIAL_PARSE_FILE = "partial_parse.msgpack"
-SLIM_INDEX_FILE = "idbt_index.json"
 # What `idbt prepare --upload` puts beside the manifest; the manifest is required, the others are copied when there.
 COMPANION_FILES = (PARTIAL_PARSE_FILE, SLIM_INDEX_FILE)
 STATE_FILE = "state.json"

@@ -1,5 +1,5 @@
-"""The `idbt` command: `doctor` (check a connection), `audit` (a run's identity trail), `dev-idp`, `demo` and
-`warm-worker` (the warm dbt worker as a service)."""
+"""The `idbt` command: `doctor` (check a connection), `audit` (a run's identity trail), `dev-idp`, `demo`,
+`warm-worker` (the warm dbt worker as a service) and `prepare` (manifest, partial parse, slim index at build time)."""
 
 from __future__ import annotations
 
@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     from airflow_provider_idbt.commands.warm_worker import add_arguments
 
     add_arguments(warm)
+    from airflow_provider_idbt.commands import prepare as prepare_command
+
+    prepare_command.add_arguments(
+        sub.add_parser("prepare", help=prepare_command.HELP, description=prepare_command.HELP)
+    )
     args, rest = parser.parse_known_args(argv)
     if args.command == "dev-idp":
         from airflow_provider_idbt.commands.dev_idp import main as dev_idp_main
@@ -46,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         from airflow_provider_idbt.commands.audit_logs import run_audit
 
         return run_audit(args.dag_id, args.run_id, as_json=args.json)
+    if args.command == "prepare":
+        return prepare_command.main(args)
     if args.command == "warm-worker":
         from airflow_provider_idbt.commands.warm_worker import main as warm_worker_main
 
