@@ -88,16 +88,15 @@ class DbtInvocation:
     # the project, vars and profile, and parses in full when it does not, so a stale one is harmless.
     partial_parse_from: str | None = None
     # The project's on-run-start/on-run-end hooks this run runs: True (dbt's default: all), False (none: they
-    # run once per DAG run in their own tasks) or the hook types it still runs (docs/run-hooks.md).
+    # run once per DAG run in their own tasks) or the hook types it still runs (docs/run-hooks.md). With
+    # command="hooks" no node runs, only the hooks of the one type given here.
     run_hooks: bool | tuple[str, ...] = True
-    # For command="hooks": run only the project's hooks of this type (``on-run-start`` or ``on-run-end``).
-    hook_type: str | None = None
 
     def args(self) -> list[str]:
         """dbt's argv: readable text on stdout, a JSON log file under ``log_path`` for machines."""
         if self.command == "hooks":
-            if self.hook_type not in HOOK_TYPES:
-                raise ValueError(f"command='hooks' needs hook_type, one of {', '.join(HOOK_TYPES)}")
+            if not isinstance(self.run_hooks, tuple) or len(self.run_hooks) != 1 or self.run_hooks[0] not in HOOK_TYPES:
+                raise ValueError(f"command='hooks' needs run_hooks=(<one of {', '.join(HOOK_TYPES)}>,)")
             # The worker runs the hooks through dbt's `run` set-up; a selector that matches no node keeps it
             # from running models should a dbt ever ignore the worker's hooks-only task.
             argv = ["run", "--select", "idbt_hooks_only_selects_nothing"]
@@ -126,7 +125,7 @@ class DbtInvocation:
     def _hook_args(self) -> list[str]:
         # Options of the worker script (worker.py), which removes them before dbt reads argv.
         if self.command == "hooks":
-            return ["--idbt-hooks-only", str(self.hook_type)]
+            return ["--idbt-hooks-only", str(self.run_hooks[0])]  # type: ignore[index]
         if self.run_hooks is True:
             return []
         kept = () if self.run_hooks is False else tuple(self.run_hooks)

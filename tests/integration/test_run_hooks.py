@@ -141,7 +141,7 @@ def test_hooks_run_alone_or_not_at_all_in_both_modes(hooks_setup: HooksSetup, mo
     before = len(setup.log_rows()) if setup.runs else 0
 
     # on-run-start alone: every start hook, packages' included, once, in hook_records' (= dbt's) order.
-    started = setup.run(mode, setup.invocation(command="hooks", hook_type="on-run-start"))
+    started = setup.run(mode, setup.invocation(command="hooks", run_hooks=("on-run-start",)))
     assert [node.unique_id for node in started.nodes] == start_ids
     rows = _new_rows(setup, before)
     assert [hook for _, hook, _ in rows] == START
@@ -161,7 +161,7 @@ def test_hooks_run_alone_or_not_at_all_in_both_modes(hooks_setup: HooksSetup, mo
 
     # on-run-end alone: its hooks once, with an empty `results`.
     count = len(setup.log_rows())
-    ended = setup.run(mode, setup.invocation(command="hooks", hook_type="on-run-end"))
+    ended = setup.run(mode, setup.invocation(command="hooks", run_hooks=("on-run-end",)))
     assert [node.unique_id for node in ended.nodes] == end_ids
     assert [(hook, note) for _, hook, note in _new_rows(setup, count)] == [(END[0], ""), (END[1], "")]
 
