@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_idbt.dbt.run_hooks import hook_records
 from airflow_provider_idbt.errors import ManifestError
 
 SLIM_INDEX_FILE = "idbt_index.json"
 # Bumped whenever a record gains or changes a field, so an index written by an older provider is rebuilt.
-FORMAT = 1
+FORMAT = 2
 INDEXED_TYPES = frozenset({"model", "seed", "snapshot", "test", "analysis"})
 FIX = (
     "run `dbt parse` in the project (same dbt version and adapter as the tasks) and deploy the new target/manifest.json"
@@ -105,6 +106,8 @@ def build_slim_index(data: Mapping[str, Any], *, sha256: str = "") -> dict[str, 
         "nodes": nodes,
         "disabled": disabled,
         "selectors": dict(data.get("selectors") or {}),
+        # on-run-start / on-run-end hooks, packages' included, in dbt's order (see run_hooks.hook_records).
+        "hooks": hook_records(data),
     }
 
 

@@ -93,5 +93,5 @@ def test_a_truncated_manifest_is_a_clear_error(manifest: Path) -> None:
 
 
 def test_a_garbage_index_is_rebuilt(manifest: Path) -> None:
-    manifest.with_name(SLIM_INDEX_FILE).write_text('{"format": 1, "nodes": "no"}')
+    manifest.with_name(SLIM_INDEX_FILE).write_text('{"format": 2, "nodes": "no"}')
     assert load_slim_index(manifest)["nodes"]
