@@ -113,6 +113,8 @@ class JobBinding:
                 why = "the task's DAG bundle is unknown (a run outside a DAG bundle)"
             elif key == ALLOWED_TAGS:
                 why = "the DAG carries none of the tags"
+            elif key == ALLOWED_BUNDLES:
+                why = "the DAG's bundle matches none of the patterns"
             else:
                 why = "the DAG id matches none of the patterns"
             raise JobNotAllowed(

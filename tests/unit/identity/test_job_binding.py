@@ -68,7 +68,9 @@ def test_allowed_tags_need_at_least_one_matching_tag() -> None:
 def test_allowed_bundles_match_the_bundle_name_and_refuse_an_unknown_bundle() -> None:
     rule = binding(allowed_bundles=["platform-*"])
     rule.check("any_dag", [], "platform-prod")
-    with pytest.raises(JobNotAllowed, match=r"bundle: dags-folder.*`allowed_bundles` \(platform-\*\)"):
+    with pytest.raises(
+        JobNotAllowed, match=r"bundle: dags-folder.*bundle matches none.*`allowed_bundles` \(platform-\*\)"
+    ):
         rule.check("any_dag", [], "dags-folder")
     with pytest.raises(JobNotAllowed, match="bundle is unknown"):
         rule.check("any_dag", [], None)
