@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,22 +19,11 @@ from airflow_provider_idbt.dbt.run_hooks import hook_records
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
 from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings, stop_workers
 from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR
-from tests.fixtures.dbt_projects import REPO, run_dbt
+from tests.fixtures.hooks_warehouse import END, LOG_QUERY, START, copy_hooks_project
 
 pytestmark = pytest.mark.integration
 
-HOOKS_PROJECT = REPO / "tests" / "fixtures" / "hooks_project"
 TOKEN = "idbt-hooks-token-5e1f9a0c7d"  # made up; trust auth ignores it
-START = ["idbt_hooks.on-run-start.1", "idbt_tracker.on-run-start.0", "idbt_tracker.on-run-start.1"]
-END = ["idbt_hooks.on-run-end.0", "idbt_tracker.on-run-end.0"]
-
-
-def copy_hooks_project(destination: Path, target: str, env: dict[str, str]) -> Path:
-    """A parsed copy of the hooks project (its local package installed) for ``target`` (duckdb or postgres)."""
-    shutil.copytree(HOOKS_PROJECT, destination, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages"))
-    run_dbt(destination, "deps", env=env)
-    run_dbt(destination, "parse", "--target", target, env=env)
-    return destination
 
 
 def create_pg_database() -> str:
@@ -101,13 +89,12 @@ class HooksSetup:
 
     def log_rows(self) -> list[tuple[str, str, str]]:
         """(invocation_id, hook, note) of every row the hooks wrote, in the order they wrote them."""
-        sql = "select invocation_id, hook, coalesce(note, '') from analytics.idbt_invocation_log order by seq"
         if self.target == "duckdb":
             with duckdb.connect(self.env["IDBT_DUCKDB_PATH"], read_only=True) as con:
-                return [tuple(row) for row in con.execute(sql.replace("analytics.", "main.")).fetchall()]
+                return [tuple(row) for row in con.execute(LOG_QUERY.format(schema="main")).fetchall()]
         with psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname=self.env["IDBT_PG_DB"]) as conn:
             cur = conn.cursor()
-            cur.execute(sql)
+            cur.execute(LOG_QUERY.format(schema="analytics"))
             return [tuple(row) for row in cur.fetchall()]
 
 

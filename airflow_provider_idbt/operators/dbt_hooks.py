@@ -1,0 +1,102 @@
+"""DbtIdentityHooksOperator: run the project's on-run-start or on-run-end hooks once, as one task with its own token."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_idbt.dbt.run_hooks import HOOK_TYPES, hook_types_arg
+from airflow_provider_idbt.errors import IdbtError
+from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
+from airflow_provider_idbt.operators.task_failure import to_airflow_error
+
+if TYPE_CHECKING:
+    from airflow_provider_idbt.dbt.json_log import DbtLogSummary
+    from airflow_provider_idbt.dbt.manifest import ModelSpec
+    from airflow_provider_idbt.dbt.permissions import Access
+    from airflow_provider_idbt.dbt.results import RunResult
+    from airflow_provider_idbt.events import RunKeys
+    from airflow_provider_idbt.identity.token import FederatedToken
+
+
+class DbtIdentityHooksOperator(DbtIdentityOperator):
+    """Run every project hook of one type (packages' included, in dbt's order) and nothing else.
+
+    The first task of a DAG run (``hook_type="on-run-start"``) or its last (``"on-run-end"``), so that model
+    tasks can run with ``run_hooks=False`` (docs/run-hooks.md). It takes the model operator's arguments but
+    ``model``, ``command``, ``full_refresh`` and ``run_hooks``; its token, profile, pre-flight (the identity's
+    mapped role, if asked) and events are the model operator's. on-run-end hooks see an empty ``results``,
+    ``schemas`` and ``database_schemas``: no model ran in this task. The events and XCom name the hooks as
+    ``operation.<project>.<hook_type>``.
+
+    :param hook_type: ``on-run-start`` or ``on-run-end``.
+    """
+
+    ui_color = "#f0e8ff"
+
+    def __init__(self, *, hook_type: str, **kwargs: Any) -> None:
+        task_id = kwargs.get("task_id", "?")
+        if hook_type not in HOOK_TYPES:
+            raise ValueError(f"{task_id}: hook_type must be one of {', '.join(HOOK_TYPES)}, got {hook_type!r}")
+        taken = sorted(name for name in ("model", "command", "full_refresh", "run_hooks") if name in kwargs)
+        if taken:
+            raise ValueError(f"{task_id}: a hooks task runs the project's {hook_type} hooks only; drop {taken}")
+        super().__init__(model=hook_type, **kwargs)
+        self.hook_type = hook_type
+        self.command = "hooks"
+        self.run_hooks = hook_types_arg(hook_type)  # a `hooks` invocation runs exactly these
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        result = super().execute(context)
+        result["hooks"] = result.pop("tests", [])  # the hooks that ran, each with its status and timing
+        return result
+
+    def _load_model(self) -> ModelSpec:
+        """The same checks as a model task (adapter, profile, a manifest of this project, adapter and dbt)."""
+        from airflow_provider_idbt.dbt.manifest import Checksum, ManifestIndex, ModelSpec
+        from airflow_provider_idbt.operators.setup_checks import (
+            check_adapter_installed,
+            check_profile_target,
+            dbt_version,
+        )
+
+        try:
+            check_adapter_installed(self._adapter_type(), self.dbt_python)
+            if self.profiles_dir is not None:
+                check_profile_target(self.profiles_dir, self.project_dir, self.profile_name, self.target)
+            index = ManifestIndex.load(self.idbt_manifest_file())
+            spec = ModelSpec(
+                unique_id=f"operation.{index.project_name}.{self.model}",
+                name=self.model,
+                package_name=index.project_name,
+                resource_type="operation",
+                original_file_path="dbt_project.yml",
+                checksum=Checksum("none", ""),
+                depends_on=(),
+                inputs=(),
+                output=None,
+                materialized="",
+            )
+            # An operation's file is not compared (hooks live in dbt_project.yml files); the project, adapter
+            # and dbt version are. dbt re-reads the hooks from the project in a new process, and the warm
+            # worker holds the deployed manifest only.
+            index.check_fresh(
+                self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=dbt_version(self.dbt_python)
+            )
+        except IdbtError as error:
+            raise to_airflow_error(error) from None
+        known = [hook["unique_id"] for hook in index.hooks if hook.get("hook_type") == self.hook_type]
+        if index.hooks:
+            self.log.info("idbt: the project's %s hooks, in dbt's order: %s", self.hook_type, ", ".join(known))
+        self._idbt_unique_id = spec.unique_id
+        self._manifest_dbt_version = index.dbt_version
+        return spec
+
+    def _run_dbt(
+        self, spec: ModelSpec, token: FederatedToken, access: Access, keys: RunKeys
+    ) -> tuple[RunResult, DbtLogSummary]:
+        result, log = super()._run_dbt(spec, token, access, keys)
+        if result.status == "skipped" and not result.nodes:
+            # dbt ran and found no hook of this type: nothing to do is this task's success, not a failure.
+            result = replace(result, status="success")
+        return result, log
