@@ -8,8 +8,9 @@ sensitive, and ``*`` crosses dots. Semantics follow dbt-core's own selector meth
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
-from fnmatch import fnmatchcase
+from fnmatch import translate
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -33,48 +34,60 @@ def _wild(pattern: str) -> bool:
 def matcher(pattern: str) -> Callable[[str], bool]:
     """``fnmatch`` for one pattern; plain equality when it holds no wildcard (the common, cheap case)."""
     if _wild(pattern):
-        return lambda text: fnmatchcase(text, pattern)
-    return lambda text: text == pattern
+        compiled = re.compile(translate(pattern)).match
+        return lambda text: compiled(text) is not None
+    return pattern.__eq__
 
 
 def _is_source(node: Mapping[str, Any]) -> bool:
     return node.get("resource_type") == "source"
 
 
-def _fqn_match(fqn: list[str], selector: str, versioned: bool) -> bool:
-    """dbt's qualified-name match of one fqn: the leaf, a dotted prefix, or a wildcard over the rest."""
-    if not fqn:
-        return False
-    if versioned and len(fqn) >= 2:
-        if fqn[-2] == selector or "_".join(fqn[-2:]) == "_".join(selector.split(".")[-2:]):
-            return True
-    elif fqn[-1] == selector:
-        return True
-    flat = [piece for segment in fqn for piece in segment.split(".")]
+def _fqn_matcher(selector: str) -> Callable[[list[str], bool], bool]:
+    """dbt's qualified-name match of one fqn: the leaf, a dotted prefix, or a wildcard over the rest.
+
+    Dots inside fqn segments (versions such as ``v1.2``) split like the selector's own dots.
+    """
     parts = selector.split(".")
-    if len(flat) < len(parts):
-        return False
-    for index, part in enumerate(parts):
-        if _wild(part):
-            if fnmatchcase(".".join(flat[index:]), ".".join(parts[index:])):
+    wild_at = next((index for index, part in enumerate(parts) if _wild(part)), None)
+    prefix = parts if wild_at is None else parts[:wild_at]
+    rest = None if wild_at is None else re.compile(translate(".".join(parts[wild_at:]))).match
+    bare = None if wild_at is None or "." in selector else re.compile(translate(selector)).match
+    versioned_name = "_".join(parts[-2:])
+
+    def match(fqn: list[str], versioned: bool) -> bool:
+        if not fqn:
+            return False
+        if versioned and len(fqn) >= 2:
+            if fqn[-2] == selector or f"{fqn[-2]}_{fqn[-1]}" == versioned_name:
                 return True
-            if "." not in selector:  # a bare wildcard also matches the model's own name at any depth
-                leaf = fqn[-2] if versioned and len(fqn) >= 2 else fqn[-1]
-                return fnmatchcase(leaf, selector)
+        elif fqn[-1] == selector:
+            return True
+        flat = ".".join(fqn).split(".")
+        if len(flat) < len(parts) or flat[: len(prefix)] != prefix:
             return False
-        if flat[index] != part:
-            return False
-    return True  # every part matched: a prefix of the fqn selects everything under it
+        if rest is None:
+            return True  # every part matched: a prefix of the fqn selects everything under it
+        if rest(".".join(flat[len(prefix) :])):
+            return True
+        if bare is not None:  # a bare wildcard also matches the model's own name at any depth
+            return bare(fqn[-2] if versioned and len(fqn) >= 2 else fqn[-1]) is not None
+        return False
+
+    return match
 
 
 def by_fqn(nodes: Nodes, value: str) -> set[str]:
+    if value == "*":  # dbt's default selection: the wildcard matches every fqn
+        return {uid for uid, node in nodes.items() if not _is_source(node)}
+    match = _fqn_matcher(value)
     found = set()
     for uid, node in nodes.items():
         if _is_source(node):
             continue
         fqn = list(node.get("fqn") or ())
         versioned = node.get("resource_type") == "model" and node.get("version") is not None
-        if _fqn_match(fqn, value, versioned) or _fqn_match(fqn[1:], value, versioned):
+        if match(fqn, versioned) or match(fqn[1:], versioned):
             found.add(uid)
     return found
 

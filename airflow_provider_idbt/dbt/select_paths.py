@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from fnmatch import fnmatchcase
-from functools import cache
 from typing import Any
 
 from airflow_provider_idbt.errors import SelectionError
@@ -34,9 +33,18 @@ def _pattern(value: str) -> tuple[str, ...]:
     return parts
 
 
-def _segments_match(pattern: tuple[str, ...], segments: tuple[str, ...], is_dir: bool) -> bool:
-    @cache
+def _segments_match(pattern: tuple[str, ...], segments: list[str], is_dir: bool) -> bool:
+    if "**" not in pattern:  # the common case: one pattern segment per path segment
+        return len(pattern) == len(segments) and all(map(fnmatchcase, segments, pattern))
+    memo: dict[tuple[int, int], bool] = {}
+
     def match(p: int, s: int) -> bool:
+        key = (p, s)
+        if key not in memo:
+            memo[key] = _step(p, s)
+        return memo[key]
+
+    def _step(p: int, s: int) -> bool:
         if p == len(pattern):
             return s == len(segments)
         part = pattern[p]
@@ -71,21 +79,25 @@ def by_path(nodes: Mapping[str, Mapping[str, Any]], value: str, project_name: st
     pattern = _pattern(value)
     if all(part == "**" for part in pattern):  # `.` and `**` take the project folder itself: every node
         return set(nodes)
-    seen: dict[tuple[str, bool], bool] = {}
+    candidates = {uid: _candidates(node) for uid, node in nodes.items()}
     root_paths: set[str] | None = None
     if project_name:
         root_paths = {
-            path for node in nodes.values() if node.get("package_name") == project_name for path, _ in _candidates(node)
+            path
+            for uid, node in nodes.items()
+            if node.get("package_name") == project_name
+            for path, _ in candidates[uid]
         }
+    seen: dict[tuple[str, bool], bool] = {}
     found = set()
     for uid, node in nodes.items():
         foreign = root_paths is not None and node.get("package_name") != project_name
-        for candidate in _candidates(node):
+        for candidate in candidates[uid]:
             if foreign and candidate[0] not in root_paths:  # type: ignore[operator]
                 continue
             hit = seen.get(candidate)
             if hit is None:
-                hit = seen[candidate] = _segments_match(pattern, tuple(candidate[0].split("/")), candidate[1])
+                hit = seen[candidate] = _segments_match(pattern, candidate[0].split("/"), candidate[1])
             if hit:
                 found.add(uid)
                 break

@@ -37,7 +37,9 @@ class NodeGraph:
         parents: dict[str, tuple[str, ...]] = {}
         children: dict[str, list[str]] = {uid: [] for uid in nodes}
         for uid, node in nodes.items():
-            ups = tuple(dict.fromkeys(dep for dep in node.get("depends_on") or () if dep in children))
+            ups = tuple(dep for dep in node.get("depends_on") or () if dep in children)
+            if len(ups) > 1:
+                ups = tuple(dict.fromkeys(ups))
             parents[uid] = ups
             for up in ups:
                 children[up].append(uid)
@@ -124,8 +126,11 @@ class _Resolver:
         for uid in self.graph.successors(selected):
             if self.nodes[uid].get("resource_type") != "test":
                 continue
+            if mode == "eager":
+                direct.add(uid)
+                continue
             deps = self._deps(uid)
-            if mode == "eager" or deps <= selected or (mode == "buildable" and deps <= buildable):
+            if deps <= selected or (mode == "buildable" and deps <= buildable):
                 direct.add(uid)
             else:
                 pending.add(uid)
