@@ -71,9 +71,7 @@ TASK_SETTINGS = {
 PREFLIGHT_KEYS = frozenset(ROLE_KEYS + GROUP_KEYS)
 
 
-def node_settings(
-    unique_id: str, meta: Mapping[str, Any], override: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def node_settings(unique_id: str, meta: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The validated task settings of one node: ``meta.idbt`` overlaid with the API's ``override``.
 
     Unknown keys are refused (a typo must not silently drop a pool or an identity); the message names the node.
