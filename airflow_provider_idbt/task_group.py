@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from airflow_provider_idbt.dbt.manifest import ManifestIndex
+from airflow_provider_idbt.dbt.run_hooks import hoist_plan
 from airflow_provider_idbt.dbt.task_plan import TASK_TYPES, PlannedTask, plan_tasks
 from airflow_provider_idbt.errors import IdbtError
 from airflow_provider_idbt.manifest_store import local_manifest
+from airflow_provider_idbt.operators.dbt_hooks import DbtIdentityHooksOperator
 from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
 from airflow_provider_idbt.operators.dbt_tests import DbtIdentityTestOperator
 from airflow_provider_idbt.version_compat import TaskGroup
 
 _SECONDS = ("retry_delay", "execution_timeout")
+log = logging.getLogger(__name__)
 
 
 class DbtIdentityTaskGroup(TaskGroup):
@@ -48,6 +52,9 @@ class DbtIdentityTaskGroup(TaskGroup):
     :param node_settings: per-node task settings keyed by name, ``package.name`` or unique id
         (``{"orders": {"pool": "finance", "identity_conn_id": "idbt_finance"}}``); they win over ``meta.idbt``.
     :param manifest_conn_id: the Airflow connection ``ObjectStoragePath`` reads a manifest URI with.
+    :param run_hooks: the project's on-run-start / on-run-end hooks: ``auto`` (the default: each hook type runs
+        once, in its own first or last task, when none of its hooks reads an invocation's results; else in every
+        task), ``once`` or ``per_task`` (dbt's own behaviour). See docs/run-hooks.md.
     """
 
     def __init__(
@@ -69,6 +76,7 @@ class DbtIdentityTaskGroup(TaskGroup):
         assets: bool = True,
         node_settings: Mapping[str, Mapping[str, Any]] | None = None,
         manifest_conn_id: str | None = None,
+        run_hooks: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(group_id=group_id, **kwargs)
@@ -79,6 +87,7 @@ class DbtIdentityTaskGroup(TaskGroup):
             index = ManifestIndex.load(local_manifest(manifest_path, conn_id=manifest_conn_id))
             index.check_project(project_dir)
             selected = _select(index, select, exclude, selector)
+            hooks = hoist_plan(index.hooks, run_hooks)
             plan = plan_tasks(
                 index,
                 selected,
@@ -95,6 +104,10 @@ class DbtIdentityTaskGroup(TaskGroup):
                 f"model, seed or snapshot of {index.path} (project {index.project_name!r}, {len(index.nodes)} "
                 "nodes); check the names and methods against `dbt ls` with the same arguments"
             )
+        for reason in hooks.reasons:
+            log.info("idbt: task group `%s`: %s", group_id, reason)
+        if hooks.once:
+            extra["run_hooks"] = hooks.model_task_hooks
         namespace = _namespace(extra, project_dir, profiles_dir) if assets else None
         common = {
             "project_dir": project_dir,
@@ -120,6 +133,20 @@ class DbtIdentityTaskGroup(TaskGroup):
         for item in plan:
             for parent in item.upstream:
                 tasks[parent] >> tasks[item.task_id]
+        hook_kwargs = {key: value for key, value in {**common, **extra}.items() if key != "run_hooks"}
+        if hooks.start_task:
+            with self:
+                self.start_task = DbtIdentityHooksOperator(
+                    task_id="on_run_start", hook_type="on-run-start", **hook_kwargs
+                )
+            roots = [task for item, task in zip(plan, tasks.values(), strict=True) if not item.upstream]
+            self.start_task >> roots
+        if hooks.end_task:
+            with self:
+                self.end_task = DbtIdentityHooksOperator(
+                    task_id="on_run_end", hook_type="on-run-end", trigger_rule="all_done", **hook_kwargs
+                )
+            list(tasks.values()) >> self.end_task
 
     def _folder_group(self, folder: tuple[str, ...], groups: dict[tuple[str, ...], TaskGroup]) -> TaskGroup:
         parent: TaskGroup = self

@@ -223,3 +223,42 @@ def test_a_manifest_of_another_project_is_a_clear_parse_error(example_project: D
 def test_operator_needs_a_profile_source() -> None:
     with pytest.raises(ValueError, match=r"profiles_dir .* or profile_args"):
         DbtIdentityOperator(task_id="t", model="m", project_dir=".", manifest_path="m.json", identity_conn_id="c")
+
+
+def _with_hooks(data: dict[str, Any], end_sql: str) -> None:
+    for kind, index, sql in (
+        ("on-run-start", 0, "create table if not exists runs (id int)"),
+        ("on-run-end", 0, end_sql),
+    ):
+        uid = f"operation.{P}.{P}-{kind}-{index}"
+        data["nodes"][uid] = {
+            "unique_id": uid,
+            "resource_type": "operation",
+            "package_name": P,
+            "name": f"{P}-{kind}-{index}",
+            "tags": [kind],
+            "raw_code": sql,
+            "depends_on": {"macros": [], "nodes": []},
+            "config": {},
+            "fqn": [P, "hooks", f"{P}-{kind}-{index}"],
+        }
+
+
+def test_safe_project_hooks_run_once_in_their_own_first_and_last_tasks(
+    example_project: DbtProject, tmp_path: Path
+) -> None:
+    manifest = _edited(example_project, tmp_path, lambda d: _with_hooks(d, "insert into runs values (1)"))
+    dag, group = _dag(example_project, manifest)
+    assert dag.get_task("models.on_run_start").downstream_task_ids >= {"models.customers", "models.orders"}
+    end = dag.get_task("models.on_run_end")
+    assert end.trigger_rule == "all_done" and len(end.upstream_task_ids) == len(dag.tasks) - 2
+    assert all(task.run_hooks is False for task in group.model_tasks.values())
+    _, per_task = _dag(example_project, manifest, run_hooks="per_task")
+    assert all(task.run_hooks is True for task in per_task.model_tasks.values())
+
+
+def test_an_on_run_end_hook_reading_results_stays_in_every_task(example_project: DbtProject, tmp_path: Path) -> None:
+    manifest = _edited(example_project, tmp_path, lambda d: _with_hooks(d, "{{ log(results | length) }}"))
+    dag, group = _dag(example_project, manifest)
+    assert "models.on_run_start" in dag.task_dict and "models.on_run_end" not in dag.task_dict
+    assert all(task.run_hooks == ("on-run-end",) for task in group.model_tasks.values())
