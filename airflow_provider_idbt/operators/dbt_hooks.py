@@ -6,13 +6,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.dbt.run_hooks import HOOK_TYPES, hook_types_arg
-from airflow_provider_idbt.errors import IdbtError
 from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
-from airflow_provider_idbt.operators.task_failure import to_airflow_error
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.json_log import DbtLogSummary
-    from airflow_provider_idbt.dbt.manifest import ModelSpec
+    from airflow_provider_idbt.dbt.manifest import ManifestIndex, ModelSpec
     from airflow_provider_idbt.dbt.permissions import Access
     from airflow_provider_idbt.dbt.results import RunResult
     from airflow_provider_idbt.events import RunKeys
@@ -51,46 +49,30 @@ class DbtIdentityHooksOperator(DbtIdentityOperator):
         result["hooks"] = result.pop("tests", [])  # the hooks that ran, each with its status and timing
         return result
 
-    def _load_model(self) -> ModelSpec:
-        """The same checks as a model task (adapter, profile, a manifest of this project, adapter and dbt)."""
-        from airflow_provider_idbt.dbt.manifest import Checksum, ManifestIndex, ModelSpec
-        from airflow_provider_idbt.operators.setup_checks import (
-            check_adapter_installed,
-            check_profile_target,
-            dbt_version,
-        )
+    def _node_spec(self, index: ManifestIndex) -> ModelSpec:
+        """The hooks as one operation node; the model task's checks (adapter, profile, project, dbt) still run.
 
-        try:
-            check_adapter_installed(self._adapter_type(), self.dbt_python)
-            if self.profiles_dir is not None:
-                check_profile_target(self.profiles_dir, self.project_dir, self.profile_name, self.target)
-            index = ManifestIndex.load(self.idbt_manifest_file())
-            spec = ModelSpec(
-                unique_id=f"operation.{index.project_name}.{self.model}",
-                name=self.model,
-                package_name=index.project_name,
-                resource_type="operation",
-                original_file_path="dbt_project.yml",
-                checksum=Checksum("none", ""),
-                depends_on=(),
-                inputs=(),
-                output=None,
-                materialized="",
-            )
-            # An operation's file is not compared (hooks live in dbt_project.yml files); the project, adapter
-            # and dbt version are. dbt re-reads the hooks from the project in a new process, and the warm
-            # worker holds the deployed manifest only.
-            index.check_fresh(
-                self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=dbt_version(self.dbt_python)
-            )
-        except IdbtError as error:
-            raise to_airflow_error(error) from None
+        An operation's file is not compared (hooks live in dbt_project.yml files); the project, adapter and dbt
+        version are. dbt re-reads the hooks from the project in a new process, and the warm worker holds the
+        deployed manifest only.
+        """
+        from airflow_provider_idbt.dbt.manifest import Checksum, ModelSpec
+
         known = [hook["unique_id"] for hook in index.hooks if hook.get("hook_type") == self.hook_type]
         if index.hooks:
             self.log.info("idbt: the project's %s hooks, in dbt's order: %s", self.hook_type, ", ".join(known))
-        self._idbt_unique_id = spec.unique_id
-        self._manifest_dbt_version = index.dbt_version
-        return spec
+        return ModelSpec(
+            unique_id=f"operation.{index.project_name}.{self.model}",
+            name=self.model,
+            package_name=index.project_name,
+            resource_type="operation",
+            original_file_path="dbt_project.yml",
+            checksum=Checksum("none", ""),
+            depends_on=(),
+            inputs=(),
+            output=None,
+            materialized="",
+        )
 
     def _run_dbt(
         self, spec: ModelSpec, token: FederatedToken, access: Access, keys: RunKeys

@@ -21,7 +21,7 @@ from airflow_provider_idbt.version_compat import BaseOperator
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.json_log import DbtLogSummary
-    from airflow_provider_idbt.dbt.manifest import ModelSpec
+    from airflow_provider_idbt.dbt.manifest import ManifestIndex, ModelSpec
     from airflow_provider_idbt.dbt.permissions import Access
     from airflow_provider_idbt.dbt.results import RunResult
     from airflow_provider_idbt.dbt.runner import SubprocessRunner
@@ -215,7 +215,6 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     # -- steps ---------------------------------------------------------------------------------------
 
     def _load_model(self) -> ModelSpec:
-        from airflow_provider_idbt.dbt.commands import node_types
         from airflow_provider_idbt.dbt.manifest import ManifestIndex
         from airflow_provider_idbt.operators.setup_checks import (
             check_adapter_installed,
@@ -228,7 +227,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             if self.profiles_dir is not None:
                 check_profile_target(self.profiles_dir, self.project_dir, self.profile_name, self.target)
             index = ManifestIndex.load(self.idbt_manifest_file())
-            spec = index.node(self.model, node_types(self.command))
+            spec = self._node_spec(index)
             index.check_fresh(
                 self.project_dir, spec, adapter_type=self._adapter_type(), dbt_version=dbt_version(self.dbt_python)
             )
@@ -237,6 +236,12 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         self._idbt_unique_id = spec.unique_id
         self._manifest_dbt_version = index.dbt_version
         return spec
+
+    def _node_spec(self, index: ManifestIndex) -> ModelSpec:
+        """The node this task runs, read from the manifest (subclasses run other kinds of nodes)."""
+        from airflow_provider_idbt.dbt.commands import node_types
+
+        return index.node(self.model, node_types(self.command))
 
     def _full_refresh(self) -> bool:
         from airflow_provider_idbt.dbt.commands import check_full_refresh, parse_flag

@@ -6,12 +6,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_idbt.errors import IdbtError
-from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator, to_airflow_error
+from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.lineage import ModelLineage
-    from airflow_provider_idbt.dbt.manifest import ModelSpec
+    from airflow_provider_idbt.dbt.manifest import ManifestIndex, ModelSpec
 
 
 class DbtIdentityTestOperator(DbtIdentityOperator):
@@ -34,15 +33,9 @@ class DbtIdentityTestOperator(DbtIdentityOperator):
             raise ValueError(f"{self.task_id}: tests must be a non-empty list of dbt tests, got {tests!r}")
         self.tests = list(tests)
 
-    def _load_model(self) -> ModelSpec:
-        from airflow_provider_idbt.dbt.manifest import ManifestIndex
-
-        spec = super()._load_model()
-        try:
-            index = ManifestIndex.load(self.idbt_manifest_file())
-            members = [index.node(ref, ("test",)) for ref in self.tests]
-        except IdbtError as error:
-            raise to_airflow_error(error) from None
+    def _node_spec(self, index: ManifestIndex) -> ModelSpec:
+        spec = super()._node_spec(index)
+        members = [index.node(ref, ("test",)) for ref in self.tests]
         tested = tuple(dict.fromkeys(relation for member in members for relation in member.inputs))
         # One `--select` naming each test; a test task writes nothing, it reads what it tests.
         return replace(
