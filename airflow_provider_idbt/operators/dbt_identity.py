@@ -38,8 +38,8 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     :param manifest_path: a pre-built ``manifest.json`` (``idbt prepare``): a path, or an object-storage URI
         (``s3://``, ``gs://``, ``abfs://``, ``file://``) read with ``manifest_conn_id``; the task never parses
         the project and refuses a manifest that no longer matches the model file, dbt version, adapter or project.
-    :param identity_conn_id: the Airflow connection (``idbt_oidc``, ``idbt_aws``, ``idbt_google`` or
-        ``idbt_azure``) that says where this task's identity comes from and what it is exchanged for.
+    :param identity_conn_id: the Airflow connection (``idbt_oidc``, ``idbt_aws``, ``idbt_google`` or ``idbt_azure``)
+        that says where this task's identity comes from and what it is exchanged for; templated (docs/environments.md).
     :param profiles_dir: a directory holding the user's ``profiles.yml``; its profile can read the token
         with ``{{ env_var('DBT_ENV_SECRET_IDBT_TOKEN') }}``. When omitted, a profile is generated from
         ``profile_args`` into a private temporary directory.
