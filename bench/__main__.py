@@ -1,23 +1,31 @@
 """`python -m bench`: run every benchmark and write docs/performance.md.
 
 `--only scheduler` runs only the scheduler comparison (bench/scheduler.py, its own section of the page);
-`--only processes` only the others (bench/run_all.py). Other arguments go to the one that runs.
+`--only parse` only the DAG-parse scale comparison (bench/parse_scale.py, its own section; a real manifest with
+`--real-manifest PATH` or IDBT_BENCH_REAL_MANIFEST); `--only processes` only the others (bench/run_all.py).
+Other arguments go to the one that runs.
 """
 
 import sys
 
-from bench import run_all, scheduler
+from bench import parse_scale, parse_scale_report, run_all, scheduler
 
 args = sys.argv[1:]
 only = None
 if "--only" in args:
     at = args.index("--only")
     only, args = args[at + 1], args[:at] + args[at + 2 :]
-if only not in (None, "scheduler", "processes"):
-    sys.exit(f"--only takes scheduler or processes, not {only!r}")
+if only not in (None, "scheduler", "processes", "parse"):
+    sys.exit(f"--only takes scheduler, processes or parse, not {only!r}")
 code = 0
 if only in (None, "processes"):
+    # run_all rewrites the page around the scheduler's section only: put the parse-scale section back.
+    kept = parse_scale_report.section_of()
     code = run_all.main(args)
+    if kept is not None and "--no-write" not in args:
+        parse_scale_report.write(kept)
+if only in (None, "parse") and code == 0:
+    code = parse_scale.main(args if only else [])
 if only in (None, "scheduler") and code == 0:
     code = scheduler.main(args if only else [])
 sys.exit(code)

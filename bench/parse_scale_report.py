@@ -1,0 +1,208 @@
+"""bench/parse_scale.py's section of docs/performance.md: tables, the goals met or missed, and writing the section."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bench import scheduler_report
+from bench.measure import Series, table
+
+if TYPE_CHECKING:
+    from bench.parse_scale import Run, Subject
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+BEGIN = "<!-- bench/parse_scale.py: begin (generated; do not edit by hand) -->"
+END = "<!-- bench/parse_scale.py: end -->"
+TITLE = "DAG-parse cost at scale, beside astronomer-cosmos"
+# The line of the page's method list that points here (run_all.py writes that list; `write` puts it back).
+METHOD_LINE = (
+    f'- `bench/parse_scale.py` (its own section, "{TITLE}"): 100 / 1,000 / 5,000 generated\n'
+    "  models and a real manifest, our task group beside an EmptyOperator floor and astronomer-cosmos, each build in\n"
+    "  a fresh interpreter."
+)
+METHOD_AFTER = "- `bench/dag_parse.py`"
+# The issue's goals: at most 1.3x the floor (1,000 and 5,000 models), 4x faster than cosmos, 0.1 s of import.
+FLOOR_RATIO = 1.3
+FLOOR_SIZES = ("n1000", "n5000")
+COSMOS_RATIO = 4.0
+IMPORT_S = 0.1
+
+
+def _ms(series: Series) -> str:
+    if not series.values:
+        return "n/a"
+    return f"{series.median * 1000:,.0f} ({series.low * 1000:,.0f}-{series.high * 1000:,.0f})"
+
+
+def _ratio(top: Series, bottom: Series) -> float:
+    return top.median / bottom.median if top.values and bottom.values else float("nan")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:.1f}"
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def _name(subject: Subject, run: Run) -> str:
+    return f"{subject.label} ({run.real_name})" if subject.key == "real" and run.real_name else subject.label
+
+
+def build_table(run: Run) -> str:
+    rows = []
+    for s in run.subjects:
+        c = s.counts
+        nodes = f"{c.get('model', 0):,} / {c.get('test', 0):,} / {c.get('seed', 0):,}"
+        tasks = f"{s.tasks.get('idbt', 0):,} / {s.tasks['cosmos']:,}" if run.cosmos else f"{s.tasks.get('idbt', 0):,}"
+        rows.append(
+            [
+                _name(s, run),
+                nodes,
+                tasks,
+                f"{_mib(s.manifest_bytes)} / {_mib(s.index_bytes)}",
+                _ms(s.build["floor"]),
+                _ms(s.build["idbt"]),
+                _ms(s.build["first"]),
+                _ms(s.build["cosmos"]),
+                f"{_ratio(s.build['idbt'], s.build['floor']):.2f}x",
+                f"{_ratio(s.build['cosmos'], s.build['idbt']):.1f}x" if run.cosmos else "n/a",
+            ]
+        )
+    return table(
+        [
+            "manifest",
+            "models / tests / seeds",
+            "tasks: idbt (= floor) / cosmos",
+            "manifest / slim index, MiB",
+            "floor, ms",
+            "DbtIdentityTaskGroup, ms",
+            "idbt first build (writes the index), ms",
+            "cosmos DbtDag, ms",
+            "idbt / floor",
+            "cosmos / idbt",
+        ],
+        rows,
+    )
+
+
+def import_table(run: Run) -> str:
+    labels = {
+        "floor": "`EmptyOperator`",
+        "idbt": "`from airflow_provider_idbt import DbtIdentityTaskGroup`",
+        "cosmos": "`from cosmos import DbtDag, ...`",
+    }
+    rows = [["`import airflow.sdk` (every DAG file)", _ms(run.imports["sdk"]), "-"]]
+    for name, label in labels.items():
+        if run.imports[name].values:
+            rows.append([f"+ {label}", _ms(run.imports[name]), str(run.modules.get(name, 0))])
+    return table(["import", "ms", "modules added"], rows)
+
+
+def memory_table(run: Run) -> str:
+    names = [name for name in ("floor", "idbt", "cosmos") if name != "cosmos" or run.cosmos]
+    rows = [[_name(s, run), *(f"{s.peak_rss[name].median:.0f}" for name in names)] for s in run.subjects]
+    return table(["manifest", *(f"peak RSS {name}, MiB" for name in names)], rows)
+
+
+def goals(run: Run) -> str:
+    points = []
+    for s in run.subjects:
+        ratio = _ratio(s.build["idbt"], s.build["floor"])
+        wanted = f" (goal at most {FLOOR_RATIO}x: {_met(ratio <= FLOOR_RATIO)})" if s.key in FLOOR_SIZES else ""
+        points.append(f"- {_name(s, run)}: the group takes {ratio:.2f}x the floor{wanted}.")
+        if run.cosmos:
+            faster = _ratio(s.build["cosmos"], s.build["idbt"])
+            points.append(
+                f"- {_name(s, run)}: cosmos `DbtDag` takes {faster:.1f}x the group's time "
+                f"(goal at least {COSMOS_RATIO:.0f}x: {_met(faster >= COSMOS_RATIO)})."
+            )
+    provider = run.imports["idbt"]
+    points.append(
+        f"- Importing the provider on top of `airflow.sdk`: {provider.median:.3f} s "
+        f"(goal at most {IMPORT_S} s: {_met(provider.median <= IMPORT_S)})."
+    )
+    return "\n".join(points)
+
+
+def render(run: Run) -> str:
+    real = next((s for s in run.subjects if s.key == "real"), None)
+    real_note = (
+        f"The real manifest: {run.real_name or 'a real project'}, compiled here with `dbt parse`."
+        if real
+        else "No real manifest in this run (`--real-manifest`)."
+    )
+    cosmos = (
+        "astronomer-cosmos `DbtDag` with `LoadMode.DBT_MANIFEST`, its defaults otherwise\n(seeds as tasks, "
+        "tests after each model), installed in the benchmark's virtualenv only"
+        if run.cosmos
+        else "not installed for this run (`make bench-install`)"
+    )
+    return f"""{BEGIN}
+
+## {TITLE}
+
+Generated by `python -m bench --only parse` (bench/parse_scale.py); do not edit by hand, re-run it.
+Each build is one fresh interpreter, as a DAG-processor child parses a DAG file: `import airflow.sdk`, the
+contender's import, then one timed DAG build; median (min-max) over {run.processes} interpreters per contender and
+manifest, the contenders interleaved round by round. Bytecode caches are on (an installed package has them).
+The **floor** is the same tasks and edges as our group's DAG as plain `EmptyOperator`s in a task group, the edges
+read from a precomputed list before the clock starts: what Airflow itself costs for that DAG. Our group runs with
+its defaults (tests after each node, Assets, run hooks `auto`) and reads the slim index beside the manifest
+(present: the steady state); its first build, which reads `manifest.json` and writes the index, is timed apart
+({run.first_builds} interpreters per manifest). Cosmos: {cosmos}.
+Generated projects come from bench/synthetic_project.py (one `not_null` test per model, three seeds), parsed by
+`dbt parse`. {real_note}
+Load average before / after: {run.load_before} -> {run.load_after} (2 shared cores: other jobs ran meanwhile).
+
+{build_table(run)}
+
+Imports (median over every interpreter of the run):
+
+{import_table(run)}
+
+Peak resident memory of the interpreter after the build (median):
+
+{memory_table(run)}
+
+Goals:
+
+{goals(run)}
+
+{END}"""
+
+
+def write(section: str, doc: Path = DOC) -> None:
+    """Replace this section of the page (or put it before the scheduler's), and keep the method list's line."""
+    current = doc.read_text() if doc.exists() else "# Performance\n"
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    if pattern.search(current):
+        current = pattern.sub(lambda _: section, current)
+    elif scheduler_report.BEGIN in current:
+        current = current.replace(scheduler_report.BEGIN, section + "\n\n" + scheduler_report.BEGIN, 1)
+    else:
+        current = current.rstrip() + "\n\n" + section
+    doc.write_text(_with_method_line(current).rstrip() + "\n")
+
+
+def _with_method_line(text: str) -> str:
+    if METHOD_LINE in text:
+        return text
+    lines = text.split("\n")
+    at = next((i for i, line in enumerate(lines) if line.startswith(METHOD_AFTER)), None)
+    if at is None:
+        return text
+    # The entry after which ours goes may wrap onto indented lines.
+    end = at + 1
+    while end < len(lines) and lines[end].startswith("  "):
+        end += 1
+    return "\n".join([*lines[:end], METHOD_LINE, *lines[end:]])
+
+
+def section_of(doc: Path = DOC) -> str | None:
+    """This section as the page holds it now (for keeping it when another script rewrites the page)."""
+    found = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), doc.read_text(), re.S) if doc.exists() else None
+    return found.group(0) if found else None
