@@ -100,8 +100,13 @@ def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
                 trail.outcome = str(event.get("status") or "unknown")
             trail.duration_s = event.get("duration_s")
         elif kind == "permission_mismatch":
-            # Conclusive on its own: a pre-flight refusal ends the try before dbt (and model_run) starts.
-            trail.ended = trail.ended or bool(event.get("identity"))
+            # Conclusive on its own: a pre-flight refusal ends the try before dbt (and model_run) starts. A job
+            # refused its connection ends it before any token, so there is no identity to tag: the refused
+            # connection is the trail.
+            job_refusal = event.get("stage") == "job"
+            trail.ended = trail.ended or bool(event.get("identity")) or job_refusal
+            if job_refusal:
+                trail.connection = event.get("connection")
             trail.outcome = "permission_mismatch"
             trail.stage = event.get("stage")
             trail.warehouse_message = event.get("warehouse_message")

@@ -92,3 +92,27 @@ def test_a_preflight_refusal_is_a_complete_trail() -> None:
     (trail,) = audit.models[0].tries
     assert (trail.outcome, trail.stage, trail.required) == ("permission_mismatch", "preflight", ["group:payroll"])
     assert "required group:payroll; held analytics" in render_text(audit)
+
+
+def test_a_job_refused_its_connection_is_a_complete_trail_without_identity() -> None:
+    """No token was minted, so no identity: the refusal itself, naming the connection, ends the try."""
+    keys = events.RunKeys("intruder", "r", "m", 1)
+    refused = events.build_event(
+        "permission_mismatch", keys, model=MODEL, stage="job", connection="idbt_prod", error_message="not allowed"
+    )
+    audit = build_audit("intruder", "r", [_attempt("m", 1, refused)])
+    assert audit.complete, audit.models[0].missing
+    (trail,) = audit.models[0].tries
+    assert (trail.outcome, trail.stage, trail.connection, trail.identity) == (
+        "permission_mismatch",
+        "job",
+        "idbt_prod",
+        None,
+    )
+    assert "(job)" in render_text(audit)
+
+
+def test_a_mismatch_of_another_stage_without_identity_stays_incomplete() -> None:
+    keys = events.RunKeys("d", "r", "m", 1)
+    refused = events.build_event("permission_mismatch", keys, model=MODEL, stage="preflight")
+    assert not build_audit("d", "r", [_attempt("m", 1, refused)]).complete
