@@ -10,17 +10,28 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["DbtIdentityOperator", "DbtIdentityTaskGroup", "OidcTokenHook", "__version__"]
+__all__ = [
+    "DbtIdentityHooksOperator",
+    "DbtIdentityOperator",
+    "DbtIdentityTaskGroup",
+    "DbtIdentityTestOperator",
+    "OidcTokenHook",
+    "__version__",
+]
 
 _LAZY = {
+    "DbtIdentityHooksOperator": "airflow_provider_idbt.operators.dbt_hooks",
     "DbtIdentityOperator": "airflow_provider_idbt.operators.dbt_identity",
     "DbtIdentityTaskGroup": "airflow_provider_idbt.task_group",
+    "DbtIdentityTestOperator": "airflow_provider_idbt.operators.dbt_tests",
     "OidcTokenHook": "airflow_provider_idbt.hooks.oidc",
 }
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.hooks.oidc import OidcTokenHook
+    from airflow_provider_idbt.operators.dbt_hooks import DbtIdentityHooksOperator
     from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
+    from airflow_provider_idbt.operators.dbt_tests import DbtIdentityTestOperator
     from airflow_provider_idbt.task_group import DbtIdentityTaskGroup
 
 

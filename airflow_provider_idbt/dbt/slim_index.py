@@ -22,7 +22,7 @@ from airflow_provider_idbt.errors import ManifestError
 
 SLIM_INDEX_FILE = "idbt_index.json"
 # Bumped whenever a record gains or changes a field, so an index written by an older provider is rebuilt.
-FORMAT = 2
+FORMAT = 3
 INDEXED_TYPES = frozenset({"model", "seed", "snapshot", "test", "analysis"})
 FIX = (
     "run `dbt parse` in the project (same dbt version and adapter as the tasks) and deploy the new target/manifest.json"
@@ -57,6 +57,8 @@ def node_record(node: Mapping[str, Any], *, source: bool = False) -> dict[str, A
         "package_name": node.get("package_name"),
         "path": node.get("path") or "",
         "original_file_path": node.get("original_file_path") or "",
+        # The YAML file that describes the node, which dbt's `path:` method matches too.
+        "patch_path": node.get("patch_path"),
         "fqn": list(node.get("fqn") or ()),
         "tags": list(node.get("tags") or ()),
         "config": config,
