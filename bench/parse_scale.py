@@ -31,6 +31,7 @@ _REPO = Path(__file__).resolve().parents[1]
 SLIM_INDEX = "idbt_index.json"
 REAL_MANIFEST_ENV = "IDBT_BENCH_REAL_MANIFEST"
 CONTENDERS = ("floor", "idbt", "cosmos")
+PROBE = "bench.parse_scale_probe"
 
 
 @dataclass
@@ -50,6 +51,9 @@ class Subject:
     tasks: dict[str, int] = field(default_factory=dict)
     assets: int = 0
     build: dict[str, Series] = field(default_factory=lambda: {name: Series() for name in (*CONTENDERS, "first")})
+    cpu: dict[str, Series] = field(default_factory=lambda: {name: Series() for name in (*CONTENDERS, "first")})
+    # One probed build's CPU seconds per step (bench/parse_scale_probe.py).
+    phases: dict[str, float] = field(default_factory=dict)
     peak_rss: dict[str, Series] = field(default_factory=lambda: {name: Series() for name in CONTENDERS})
     index_bytes: int = 0
 
@@ -81,6 +85,8 @@ class Run:
     imports: dict[str, Series] = field(default_factory=lambda: {name: Series() for name in (*CONTENDERS, "sdk")})
     modules: dict[str, int] = field(default_factory=dict)
     heavy: set[str] = field(default_factory=set)
+    # CPU seconds to construct one task, per operator class (bench/parse_scale_probe.py).
+    per_task: dict[str, float] = field(default_factory=dict)
     cosmos: bool = True
     real_name: str = ""
     load_before: str = ""
@@ -138,11 +144,11 @@ class Runner:
     def graph_file(self, subject: Subject) -> Path:
         return self.tmp / f"graph-{subject.key}.json"
 
-    def __call__(self, mode: str, subject: Subject) -> dict[str, Any]:
+    def __call__(self, mode: str, subject: Subject, module: str = "bench.parse_scale_child") -> dict[str, Any]:
         python = self.cosmos_python if mode == "cosmos" else sys.executable
         assert python is not None
         proc = subprocess.run(
-            [python, "-m", "bench.parse_scale_child", mode, subject.child_arg(self.graph_file(subject))],
+            [python, "-m", module, mode, subject.child_arg(self.graph_file(subject))],
             cwd=_REPO,
             env={**self.base_env, **subject.env},
             capture_output=True,
@@ -167,6 +173,7 @@ def _cosmos_python(explicit: str | None) -> str | None:
 def _record(run: Run, subject: Subject, data: dict[str, Any], name: str) -> None:
     mode = data["mode"]
     subject.build[name].add(data["build_s"])
+    subject.cpu[name].add(data["build_cpu_s"])
     subject.tasks[mode] = data["tasks"]
     if name == "first":
         return
@@ -201,6 +208,10 @@ def measure(run: Run, runner: Runner) -> None:
             shift = round_no % len(contenders)
             for name in contenders[shift:] + contenders[:shift]:
                 _record(run, subject, runner(name, subject), name)
+    print("[parse_scale] where the group's build goes (probes)", flush=True)
+    for subject in run.subjects:
+        subject.phases = runner("phases", subject, PROBE)["phases_s"]
+    run.per_task = runner("operators", run.subjects[0], PROBE)["per_task_s"]
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
