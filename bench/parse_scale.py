@@ -89,6 +89,7 @@ class Run:
     per_task: dict[str, float] = field(default_factory=dict)
     cosmos: bool = True
     real_name: str = ""
+    real_note: str = ""
     load_before: str = ""
     load_after: str = ""
 
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-project-dir", type=Path, help="default: the folder above the manifest's target/")
     parser.add_argument("--real-profiles-dir", type=Path, help="default: the project directory")
     parser.add_argument("--real-env", action="append", default=[], metavar="KEY=VALUE", help="for its profile")
-    parser.add_argument("--real-name", default="", help="what the doc calls the real project (repository, commit)")
+    parser.add_argument("--real-name", default="", help="what the tables call the real project (repository, commit)")
+    parser.add_argument("--real-note", default="", help="how its manifest was made, for the doc (packages, versions)")
     parser.add_argument("--cosmos-python", help="an interpreter with astronomer-cosmos (default: this or .venv-bench)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
@@ -253,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 real(args.real_manifest, args.real_project_dir, args.real_profiles_dir, _env_pairs(args.real_env))
             )
         run = Run(subjects, args.processes, args.first_builds, cosmos=cosmos_python is not None)
-        run.real_name, run.load_before = args.real_name, load_before
+        run.real_name, run.real_note, run.load_before = args.real_name, args.real_note, load_before
         measure(run, Runner(tmp, cosmos_python))
         run.load_after = load_average()
         if run.heavy:

@@ -166,7 +166,8 @@ def goals(run: Run) -> str:
 def render(run: Run) -> str:
     real = next((s for s in run.subjects if s.key == "real"), None)
     real_note = (
-        f"The real manifest: {run.real_name or 'a real project'}, compiled here with `dbt parse`."
+        f"The real manifest: {run.real_name or 'a real project'}, compiled here with `dbt parse`"
+        + (f" ({run.real_note})." if run.real_note else ".")
         if real
         else "No real manifest in this run (`--real-manifest`)."
     )
