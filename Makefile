@@ -30,8 +30,11 @@ tests/servers/node_modules: tests/servers/package.json tests/servers/package-loc
 demo: install
 	$(BIN)/idbt demo
 
+# The suite runs in parallel, one test file per worker process (a file's module fixtures, such as a whole Airflow
+# run, stay in one process); TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 test: install tests/servers/node_modules $(DBT_VENV)/bin/dbt
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --numprocesses=$(TEST_WORKERS) --maxprocesses=4 --dist=loadfile $(PYTEST_ARGS)
 
 test-lowest:
 	$(MAKE) test VENV=.venv-$(LOWEST_AIRFLOW) CONSTRAINTS=constraints-airflow-$(LOWEST_AIRFLOW).txt \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -11,8 +12,12 @@ import pytest
 _DEAD_PROXY = "http://127.0.0.1:9"
 _GUARDED = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
 _PROXY_VARS = (*_GUARDED, "NO_PROXY", "no_proxy")
-# What the machine had before the guard: only the packaging test, which must reach the package registry, uses it.
-REGISTRY_PROXY_ENV = {var: os.environ.get(var) for var in _PROXY_VARS}
+# What the machine had before the guard: only the tests that install from the package registry use it. Kept in
+# the environment too, so the xdist workers (which inherit the guarded environment) recover the original.
+_SAVED = "IDBT_TESTS_REGISTRY_PROXY_ENV"
+if _SAVED not in os.environ:
+    os.environ[_SAVED] = json.dumps({var: os.environ.get(var) for var in _PROXY_VARS})
+REGISTRY_PROXY_ENV: dict[str, str | None] = json.loads(os.environ[_SAVED])
 for _var in _GUARDED:
     os.environ[_var] = _DEAD_PROXY
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
@@ -20,9 +25,10 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost,::1"
 
 def registry_env() -> dict[str, str]:
     """This process's environment with the machine's own proxy settings: for installs from the package registry."""
-    env = {k: v for k, v in os.environ.items() if k not in REGISTRY_PROXY_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in REGISTRY_PROXY_ENV and k != _SAVED}
     env.update({k: v for k, v in REGISTRY_PROXY_ENV.items() if v is not None})
     return env
+
 
 pytest_plugins: list[str] = [
     "tests.fixtures.identity_servers",
@@ -40,3 +46,14 @@ pytest_plugins: list[str] = [
 def _no_dev_idp_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests opt in to dev-IdP tokens explicitly, as production would have to."""
     monkeypatch.delenv("IDBT_ALLOW_DEV_IDP", raising=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _migrated_airflow_db_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every LocalAirflow of the run copies one freshly migrated SQLite database instead of migrating its own
+    (shared by the xdist workers of one run: the template is written atomically)."""
+    from airflow_provider_idbt.commands.local_airflow import DB_CACHE_ENV
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ[DB_CACHE_ENV] = str(root / "airflow-db-cache")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
+from airflow_provider_idbt.commands.prepare import PrepareFailed, prepare
 
 DEMO_DAG_ID = "idbt_example"
 DEMO_CONN_ID = "idbt_dev"
@@ -21,21 +21,6 @@ DEMO_POOL = "idbt_duckdb"
 
 def _say(message: str) -> None:
     print(f"[idbt demo] {message}", flush=True)
-
-
-def _dbt(project: Path, *args: str, env: dict[str, str]) -> None:
-    dbt = Path(sys.executable).with_name("dbt")
-    cmd = [
-        str(dbt) if dbt.exists() else "dbt",
-        *args,
-        "--project-dir",
-        str(project),
-        "--profiles-dir",
-        str(project),
-    ]
-    proc = subprocess.run(cmd, env=env, cwd=project, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"`dbt {' '.join(args)}` failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
 
 
 def summarize(outcome: DagRunOutcome) -> list[dict[str, Any]]:
@@ -98,9 +83,13 @@ def run_demo(dags_folder: str, home: str) -> int:
             f"AIRFLOW_CONN_{DEMO_CONN_ID.upper()}": json.dumps(conn),
         }
         os.environ.update(env)
-        _say("building the manifest (dbt parse) and loading seeds (dbt seed)")
-        _dbt(project, "parse", env=dict(os.environ))
-        _dbt(project, "seed", env=dict(os.environ))
+        # What a deployment does at build time: the manifest, partial parse file and slim index. The seeds are
+        # loaded by the DAG's own seed tasks.
+        _say("idbt prepare: the manifest the DAG is built from (dbt parse) and its slim index")
+        try:
+            prepare(project, profiles_dir=project, out=sys.stdout)
+        except PrepareFailed as exc:
+            raise SystemExit(f"idbt prepare failed: {exc}") from exc
         airflow = LocalAirflow(home=demo_home / "airflow", dags_folder=dags, extra_env=env)
         _say(f"preparing Airflow (SQLite) under {airflow.home}")
         airflow.prepare()
