@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ class Run:
     heavy: set[str] = field(default_factory=set)
     # CPU seconds to construct one task, per operator class (bench/parse_scale_probe.py).
     per_task: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
     cosmos: bool = True
     real_name: str = ""
     real_note: str = ""
@@ -182,6 +184,7 @@ def _record(run: Run, subject: Subject, data: dict[str, Any], name: str) -> None
     run.imports[mode].add(data["import_s"])
     run.imports["sdk"].add(data["import_sdk_s"])
     run.modules[mode] = data["modules"]
+    run.versions.update(data["versions"])
     if mode == "idbt":
         subject.assets = data["assets"]
         run.heavy |= set(data["heavy"])
@@ -213,6 +216,13 @@ def measure(run: Run, runner: Runner) -> None:
     for subject in run.subjects:
         subject.phases = runner("phases", subject, PROBE)["phases_s"]
     run.per_task = runner("operators", run.subjects[0], PROBE)["per_task_s"]
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _env_pairs(pairs: list[str]) -> dict[str, str]:
@@ -255,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 real(args.real_manifest, args.real_project_dir, args.real_profiles_dir, _env_pairs(args.real_env))
             )
         run = Run(subjects, args.processes, args.first_builds, cosmos=cosmos_python is not None)
+        run.versions["dbt-core (dbt parse)"] = _version("dbt-core")
         run.real_name, run.real_note, run.load_before = args.real_name, args.real_note, load_before
         measure(run, Runner(tmp, cosmos_python))
         run.load_after = load_average()

@@ -116,7 +116,7 @@ def _graph(dag: Any) -> list[list[Any]]:
 
 def run(mode: str, subject: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
-    import airflow.sdk  # noqa: F401  (what every DAG file imports anyway)
+    import airflow.sdk  # what every DAG file imports anyway
 
     sdk_done = time.perf_counter()
     before = set(sys.modules)
@@ -137,7 +137,10 @@ def run(mode: str, subject: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mib": _peak_rss_mib(),
         "assets": sum(len(task.outlets) for task in dag.task_dict.values()),
         "modules": len(set(sys.modules) - before),
+        "versions": {"apache-airflow": airflow.__version__},
     }
+    if mode == "cosmos":
+        result["versions"]["astronomer-cosmos"] = sys.modules["cosmos"].__version__
     if mode in ("idbt", "graph"):
         result["heavy"] = sorted({name.split(".", 1)[0] for name in set(sys.modules) - before} & set(HEAVY))
     if mode == "graph":
