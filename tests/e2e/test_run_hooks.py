@@ -1,5 +1,7 @@
 """End to end on PostgreSQL: the project's hooks run once per DAG run in their own first and last tasks, not once
-per model task, through Airflow's executor path; once with a new dbt process per task, once with the warm worker."""
+per model task, through Airflow's executor path. With a new dbt process per task, the DAG wired by hand; with the
+warm worker, the task group's default (run_hooks="auto"), which hoists on-run-start and keeps the on-run-end that
+reads the results in every model task."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from tests.fixtures.postgres import PrivateCluster
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID = "idbt_run_hooks"
+# execution mode -> the DAG it runs, and the task id prefix of its tasks.
+DAGS = {"subprocess": ("idbt_run_hooks", ""), "warm": ("idbt_run_hooks_group", "hooks.")}
 
 
 @dataclass
@@ -29,6 +32,14 @@ class HooksRun:
     tables: list[str]
     home: Path
     secrets: list[str]
+    mode: str
+
+    @property
+    def by_group(self) -> bool:
+        return self.mode == "warm"
+
+    def task(self, name: str) -> str:
+        return DAGS[self.mode][1] + name
 
 
 @pytest.fixture(scope="module", params=["subprocess", "warm"])
@@ -57,7 +68,7 @@ def hooks_run(
             }
         )
         with LocalAirflow(home=home / "airflow", dags_folder=dags, extra_env=env) as airflow:
-            outcome = airflow.run_dag(DAG_ID)
+            outcome = airflow.run_dag(DAGS[request.param][0])
         rows = [tuple(row) for row in pg_cluster.execute(LOG_QUERY.format(schema="analytics"), dbname=database)]
         tables = [
             row[0]
@@ -65,7 +76,8 @@ def hooks_run(
                 "select tablename from pg_tables where schemaname = 'analytics' order by 1", dbname=database
             )
         ]
-        yield HooksRun(outcome, rows, tables, home, [*pg_identities.all_secrets(), pg_cluster.admin_password])
+        secrets = [*pg_identities.all_secrets(), pg_cluster.admin_password]
+        yield HooksRun(outcome, rows, tables, home, secrets, request.param)
     finally:
         stop_workers(home / "warm")
         drop_warehouse(pg_cluster, database)
@@ -77,27 +89,46 @@ def test_every_task_succeeded(hooks_run: HooksRun) -> None:
 
 
 def test_the_hooks_ran_once_per_dag_run_not_once_per_model(hooks_run: HooksRun) -> None:
-    # One on-run-start set and one on-run-end set for the whole DAG run, each from one dbt invocation, in
-    # dbt's order; two model tasks ran without a single hook.
-    assert [hook for _, hook, _ in hooks_run.rows] == [*START, *END], hooks_run.rows
+    # One on-run-start set for the whole DAG run, from one dbt invocation, in dbt's order; by hand, one on-run-end
+    # set too, and two model tasks ran without a single hook.
+    hooks = [hook for _, hook, _ in hooks_run.rows]
     start_ids = {invocation for invocation, hook, _ in hooks_run.rows if hook in START}
     end_ids = {invocation for invocation, hook, _ in hooks_run.rows if hook in END}
-    assert len(start_ids) == len(end_ids) == 1 and start_ids != end_ids
-    assert hooks_run.rows[-1][2] == ""  # the results reader saw no model results in the hooks task
+    assert len(start_ids) == 1 and not start_ids & end_ids, hooks_run.rows
+    if not hooks_run.by_group:
+        assert hooks == [*START, *END], hooks_run.rows
+        assert len(end_ids) == 1
+        assert hooks_run.rows[-1][2] == ""  # the results reader saw no model results in the hooks task
+        return
+    # The task group: on-run-end reads the results, so each model task ran it on its own model's result.
+    assert hooks == [*START, *END, *END], hooks_run.rows
+    assert len(end_ids) == 2
+    uploaded = {note for _, hook, note in hooks_run.rows if hook == "idbt_tracker.on-run-end.0"}
+    assert uploaded == {"model.idbt_hooks.model_a", "model.idbt_hooks.model_b"}
 
 
 def test_hook_tasks_log_their_identity_and_hooks(hooks_run: HooksRun) -> None:
     events = list(hooks_run.outcome.events())
-    for task_id, hook_type in (("on_run_start", "on-run-start"), ("on_run_end", "on-run-end")):
+    hook_tasks = [("on_run_start", "on-run-start")] + ([] if hooks_run.by_group else [("on_run_end", "on-run-end")])
+    for name, hook_type in hook_tasks:
+        task_id = hooks_run.task(name)
         ends = [e for e in events if e["kind"] == "model_run" and e["task_id"] == task_id and e["phase"] == "end"]
         assert ends and ends[-1]["status"] == "success", (task_id, ends)
         assert ends[-1]["identity"]["subject"] == "svc_transformer"
         assert ends[-1]["model"]["unique_id"] == f"operation.idbt_hooks.{hook_type}"
     logs = {task_id: path.read_text() for (task_id, _), path in hooks_run.outcome.task_logs().items()}
-    assert "operation.idbt_tracker.idbt_tracker-on-run-start-1" in logs["on_run_start"]
+    assert set(logs) == {hooks_run.task(name) for name in ("model_a", "model_b")} | {
+        hooks_run.task(name) for name, _ in hook_tasks
+    }
+    assert "operation.idbt_tracker.idbt_tracker-on-run-start-1" in logs[hooks_run.task("on_run_start")]
     for model in ("model_a", "model_b"):
-        assert "hook: " not in logs[model]  # dbt prints "START hook: ..." for every hook it runs
-    if "warm" in str(hooks_run.home):
+        log = logs[hooks_run.task(model)]
+        assert "idbt_tracker-on-run-start" not in log
+        if hooks_run.by_group:
+            assert "idbt_tracker-on-run-end-0" in log, log[-3000:]
+        else:
+            assert "hook: " not in log  # dbt prints "START hook: ..." for every hook it runs
+    if hooks_run.by_group:
         assert "warm dbt worker cannot take this run" not in "\n".join(logs.values())
 
 
