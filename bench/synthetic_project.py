@@ -9,9 +9,12 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 PROJECT_NAME = "idbt_bench"
 PROFILE_NAME = "idbt_bench"
@@ -19,7 +22,8 @@ DUCKDB_ENV = "IDBT_DUCKDB_PATH"
 PG_DATABASE_ENV = "IDBT_BENCH_PG_DATABASE"
 PG_HOST = "127.0.0.1"
 PG_USER = "root"
-SEEDS = ("raw_customers", "raw_orders", "raw_payments")
+SEEDS = ("raw_customers", "raw_orders", "raw_payments", "raw_refunds", "raw_shipments")
+DEFAULT_SEEDS = 3
 _SEED_ROWS = 200
 # The line the operator asks projects to carry, so the benchmark pays what a real project pays for it.
 _QUERY_COMMENT = "query-comment: \"{{ env_var('IDBT_QUERY_COMMENT', '') }}\""
@@ -35,6 +39,7 @@ class SyntheticProject:
     layers: dict[str, tuple[str, ...]]
     adapter: str = "duckdb"
     pg_database: str = ""
+    seeds: tuple[str, ...] = SEEDS[:DEFAULT_SEEDS]
 
     @property
     def profiles_dir(self) -> Path:
@@ -91,8 +96,8 @@ def _seed_csv(name: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _staging_sql(index: int) -> str:
-    seed = SEEDS[index % len(SEEDS)]
+def _staging_sql(index: int, seeds: tuple[str, ...]) -> str:
+    seed = seeds[index % len(seeds)]
     return (
         "select\n    id,\n    customer_id,\n    amount,\n    status,\n    cast(created_at as date) as created_on,\n"
         f"    {index} as source_variant\nfrom {{{{ ref('{seed}') }}}}\nwhere id % {index % 5 + 2} <> 0\n"
@@ -124,16 +129,44 @@ def _mart_sql(index: int, intermediate: list[str]) -> str:
     )
 
 
-def _schema_yml(names: list[str], described: str, tests: bool) -> str:
+def _schema_yml(
+    names: list[str],
+    described: str,
+    tests: bool,
+    *,
+    untested: Collection[str] = (),
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    relationships: Mapping[str, str] | None = None,
+) -> str:
+    """A schema file: a description per model, a not_null test unless ``untested``, each model's ``config``
+    block (tags, meta), and a relationships test from a model's customer_id to the model ``relationships`` names."""
     lines = ["version: 2", "", "models:"]
     for name in names:
         lines += [
             f"  - name: {name}",
             f"    description: {described} model {name} of the synthetic benchmark project",
         ]
-        if tests:
-            lines += ["    columns:", "      - name: customer_id", "        data_tests: [not_null]"]
+        if name in (config or {}):
+            lines += ["    config:", *(f"      {line}" for line in yaml.safe_dump(dict(config[name])).splitlines())]
+        checks = ["not_null"] if tests and name not in untested else []
+        parent = (relationships or {}).get(name)
+        if parent:
+            checks.append(f"{{relationships: {{arguments: {{to: \"ref('{parent}')\", field: customer_id}}}}}}")
+        if checks:
+            lines += ["    columns:", "      - name: customer_id", f"        data_tests: [{', '.join(checks)}]"]
     return "\n".join(lines) + "\n"
+
+
+def _singular_tests(marts: list[str]) -> dict[str, str]:
+    """Two singular tests: one on the first mart, one across the next two (a test of two unrelated models)."""
+    tests = {"assert_mart_totals_positive": f"select * from {{{{ ref('{marts[0]}') }}}} where total_amount < 0\n"}
+    if len(marts) >= 3:
+        tests["assert_marts_agree_on_customers"] = (
+            f"select a.customer_id from {{{{ ref('{marts[1]}') }}}} as a\n"
+            f"join {{{{ ref('{marts[2]}') }}}} as b on b.customer_id = a.customer_id\n"
+            "where a.days_active < 1 or b.days_active < 1\n"
+        )
+    return tests
 
 
 def _profile(adapter: str) -> str:
@@ -160,41 +193,64 @@ def generate(
     tests: bool = True,
     warehouse_seconds: float = 0.0,
     pg_database: str = "",
+    seeds: int = DEFAULT_SEEDS,
+    untested: Collection[str] = (),
+    model_config: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_tests: bool = False,
+    on_run_start: Sequence[str] = (),
 ) -> SyntheticProject:
     """Write a project with ``n`` models under ``root`` (created) and return it; no dbt command is run.
 
     ``warehouse_seconds`` (PostgreSQL only) adds a pre-hook that sleeps on the server before each model, to stand
     for real models' warehouse time: the server waits, the orchestrating machine's CPU does not.
+    The options after it make the project look like a team's: ``seeds`` seed files (up to 5), ``untested`` models
+    without a schema test, ``model_config`` (a model's ``config:`` in its schema file: tags, ``meta.idbt``), and
+    ``extra_tests``: two singular tests and a relationships test from the first intermediate model to its staging
+    parent; ``on_run_start``: the project's on-run-start hooks (SQL statements).
     """
     if warehouse_seconds and adapter != "postgres":
         raise ValueError("warehouse_seconds needs the postgres adapter (pg_sleep)")
+    if not 1 <= seeds <= len(SEEDS):
+        raise ValueError(f"seeds must be 1 to {len(SEEDS)}, got {seeds}")
     hook = f'    +pre-hook: "select pg_sleep({warehouse_seconds})"\n' if warehouse_seconds else ""
     n_stg, n_int, n_mart = layer_sizes(n)
     stg = [f"stg_{i:04d}" for i in range(n_stg)]
     inter = [f"int_{i:04d}" for i in range(n_int)]
     marts = [f"mart_{i:04d}" for i in range(n_mart)]
+    seed_names = SEEDS[:seeds]
+    unknown = sorted(set(model_config or {}).union(untested) - {*stg, *inter, *marts})
+    if unknown:
+        raise ValueError(f"no such models: {', '.join(unknown)}")
     project = root
     for sub in ("seeds", "models/staging", "models/intermediate", "models/marts"):
         (project / sub).mkdir(parents=True, exist_ok=True)
+    hooks = yaml.safe_dump({"on-run-start": list(on_run_start)}) if on_run_start else ""
     (project / "dbt_project.yml").write_text(
         f"name: {PROJECT_NAME}\nversion: '1.0.0'\nconfig-version: 2\nprofile: {PROFILE_NAME}\n"
-        f"{_QUERY_COMMENT}\n"
+        f"{_QUERY_COMMENT}\n{hooks}"
         "model-paths: [models]\nseed-paths: [seeds]\ntarget-path: target\n"
         f"models:\n  {PROJECT_NAME}:\n{hook}    staging:\n      +materialized: view\n"
         "    intermediate:\n      +materialized: table\n    marts:\n      +materialized: table\n"
     )
     (project / "profiles.yml").write_text(_profile(adapter))
-    for seed in SEEDS:
+    for seed in seed_names:
         (project / "seeds" / f"{seed}.csv").write_text(_seed_csv(seed))
     for i, name in enumerate(stg):
-        (project / "models/staging" / f"{name}.sql").write_text(_staging_sql(i))
+        (project / "models/staging" / f"{name}.sql").write_text(_staging_sql(i, seed_names))
     for i, name in enumerate(inter):
         (project / "models/intermediate" / f"{name}.sql").write_text(_intermediate_sql(i, stg))
     for i, name in enumerate(marts):
         (project / "models/marts" / f"{name}.sql").write_text(_mart_sql(i, inter))
-    (project / "models/staging/schema.yml").write_text(_schema_yml(stg, "staging", tests))
-    (project / "models/intermediate/schema.yml").write_text(_schema_yml(inter, "intermediate", tests))
-    (project / "models/marts/schema.yml").write_text(_schema_yml(marts, "mart", tests))
+    # int_i reads stg[i % len(stg)] as its left side, so each of its customer ids is one of that model's.
+    relationships = {inter[0]: stg[0]} if extra_tests else {}
+    options: dict[str, Any] = {"untested": untested, "config": model_config, "relationships": relationships}
+    for layer, names in (("staging", stg), ("intermediate", inter), ("mart", marts)):
+        folder = "marts" if layer == "mart" else layer
+        (project / "models" / folder / "schema.yml").write_text(_schema_yml(names, layer, tests, **options))
+    if extra_tests:
+        (project / "tests").mkdir(exist_ok=True)
+        for name, sql in _singular_tests(marts).items():
+            (project / "tests" / f"{name}.sql").write_text(sql)
     return SyntheticProject(
         project_dir=project,
         duckdb_path=project / "warehouse.duckdb",
@@ -202,6 +258,7 @@ def generate(
         layers={"staging": tuple(stg), "intermediate": tuple(inter), "marts": tuple(marts)},
         adapter=adapter,
         pg_database=pg_database,
+        seeds=seed_names,
     )
 
 
