@@ -5,8 +5,8 @@ One deployment: `airflow scheduler`, `dag-processor`, `triggerer` and `api-serve
 LocalExecutor with two slots and a fresh PostgreSQL metadata database. The dbt project (5 seeds, 50 models in
 three folders, schema, singular and relationships tests, tags and `meta.idbt` settings, an on-run-start hook)
 writes to a fresh PostgreSQL database of its own, so two tasks can write at once (DuckDB takes one writer at a
-time). The DAG file is tests/e2e/dags/idbt_at_scale.py; copies of tests/e2e/dags/idbt_at_scale_broken.py make
-one mistake each. The figures are printed, never asserted.
+time); `idbt prepare` builds its manifest. The DAG file is tests/e2e/dags/idbt_at_scale.py; copies of
+tests/e2e/dags/idbt_at_scale_broken.py make one mistake each. The figures are printed, never asserted.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -35,12 +36,12 @@ from bench.synthetic_project import (
     SyntheticProject,
     create_pg_database,
     generate,
-    run_dbt,
 )
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO
 
 pytestmark = pytest.mark.e2e
 
+IDBT = str(Path(sys.executable).with_name("idbt"))
 MODELS, SEEDS = 50, 5
 AUDIENCE = "idbt-e2e-scale"
 DAG_ID, AFTER_DAG_ID, RUN_ID = "idbt_nightly", "idbt_after_revenue", "nightly_1"
@@ -201,6 +202,20 @@ def _project(root: Path, warehouse_db: str) -> SyntheticProject:
     return project
 
 
+def _idbt_prepare(project: SyntheticProject, env: dict[str, str]) -> None:
+    """What the deployment's CI runs: the manifest for the target it deploys (the Assets name its tables), the
+    partial parse file and the slim index."""
+    folder = str(project.project_dir)
+    done = subprocess.run(
+        [IDBT, "prepare", "--project-dir", folder, "--profiles-dir", folder, "--target", ENVIRONMENT],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def _import_errors(airflow: LiveAirflow) -> dict[str, str] | None:
     """File name -> stack trace of each import error, once every broken DAG file has one."""
     found = {Path(r["filename"]).name: r["stacktrace"] for r in _rows(airflow, "select * from import_error")}
@@ -322,12 +337,11 @@ def scale_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
                 "PYTHONPYCACHEPREFIX": str(tmp_path_factory.getbasetemp() / "pycache"),
             }
 
-            def parse() -> None:
+            def prepare() -> None:
                 begun = time.perf_counter()
-                # The deployment's CI builds the manifest for the target it deploys (the Assets name its tables).
-                run_dbt(project, "parse", "--quiet", "--target", ENVIRONMENT, env={**project.env(), **env})
+                _idbt_prepare(project, {**project.env(), **env})
                 _write_broken_manifests(project.project_dir, broken)
-                timings["dbt parse (during airflow db migrate)"] = time.perf_counter() - begun
+                timings["idbt prepare (during airflow db migrate)"] = time.perf_counter() - begun
 
             airflow = _Deployment(
                 home=home / "airflow",
@@ -339,7 +353,7 @@ def scale_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
             )
             try:
                 with ThreadPoolExecutor(1) as pool:
-                    airflow.ready = pool.submit(parse)
+                    airflow.ready = pool.submit(prepare)
                     airflow.start()
                 timings["deployment up"] = time.perf_counter() - started
                 airflow.wait_for_dags([DAG_ID, AFTER_DAG_ID])
