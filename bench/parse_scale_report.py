@@ -159,8 +159,8 @@ def _gap(run: Run, s: Subject) -> str:
     assets = s.phases.get("Assets", 0.0) * 1000
     return (
         f" Of its {over:,.0f} ms of CPU over the floor, about {classes:,.0f} ms go to the provider's operators "
-        f"(and their arguments) over what `EmptyOperator`s cost, {assets:,.0f} ms to the Assets and {reading:,.0f} ms to "
-        "reading the index, selecting and planning."
+        f"(and their arguments) over what `EmptyOperator`s cost, {assets:,.0f} ms to the Assets and "
+        f"{reading:,.0f} ms to reading the index, selecting and planning."
     )
 
 
