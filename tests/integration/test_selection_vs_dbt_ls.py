@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from airflow_provider_idbt.dbt.selection import NodeGraph, select_nodes
+from airflow_provider_idbt.dbt.slim_index import build_slim_index, read_manifest
 from airflow_provider_idbt.errors import SelectionError
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, dbt_env
-from tests.fixtures.selection_nodes import load_manifest, manifest_nodes
 
 FIXTURE = REPO / "tests" / "fixtures" / "selection_project"
 PG_PROJECT = REPO / "tests" / "fixtures" / "pg_project"
@@ -248,8 +248,11 @@ def _listed(result: Path, project: Path, cases: list[Case], output: str) -> List
     data = json.loads(result.read_text()) if result.exists() else {}
     if "runs" not in data:
         pytest.fail(f"dbt failed on {project.name}: {data.get('parse_error')}\n{output[-3000:]}")
-    manifest = load_manifest(project / "target" / "manifest.json")
-    return Listed(manifest_nodes(manifest), manifest, {case.id: run for case, run in zip(cases, data["runs"])})
+    # The node records the task group selects from: the slim index's, built from the same manifest.
+    manifest = read_manifest(project / "target" / "manifest.json")
+    return Listed(
+        build_slim_index(manifest)["nodes"], manifest, {case.id: run for case, run in zip(cases, data["runs"])}
+    )
 
 
 @pytest.fixture(scope="module")
