@@ -157,6 +157,14 @@ def _schema_yml(
     return "\n".join(lines) + "\n"
 
 
+def _snapshot_sql(seed: str, config: Mapping[str, Any]) -> str:
+    settings = {"unique_key": "id", "strategy": "check", "check_cols": ["status"], **config}
+    return (
+        f"{{% snapshot {seed}_snapshot %}}\n{{{{ config(**{json.dumps(settings)}) }}}}\n"
+        f"select * from {{{{ ref('{seed}') }}}}\n{{% endsnapshot %}}\n"
+    )
+
+
 def _singular_tests(marts: list[str]) -> dict[str, str]:
     """Two singular tests: one on the first mart, one across the next two (a test of two unrelated models)."""
     tests = {"assert_mart_totals_positive": f"select * from {{{{ ref('{marts[0]}') }}}} where total_amount < 0\n"}
@@ -198,6 +206,8 @@ def generate(
     model_config: Mapping[str, Mapping[str, Any]] | None = None,
     extra_tests: bool = False,
     on_run_start: Sequence[str] = (),
+    snapshot: Mapping[str, Any] | None = None,
+    selectors: Sequence[Mapping[str, Any]] = (),
 ) -> SyntheticProject:
     """Write a project with ``n`` models under ``root`` (created) and return it; no dbt command is run.
 
@@ -206,7 +216,9 @@ def generate(
     The options after it make the project look like a team's: ``seeds`` seed files (up to 5), ``untested`` models
     without a schema test, ``model_config`` (a model's ``config:`` in its schema file: tags, ``meta.idbt``), and
     ``extra_tests``: two singular tests and a relationships test from the first intermediate model to its staging
-    parent; ``on_run_start``: the project's on-run-start hooks (SQL statements).
+    parent; ``on_run_start``: the project's on-run-start hooks (SQL statements); ``snapshot``: the config (tags,
+    meta) of a snapshot of the first seed, which no model reads (None: no snapshot); ``selectors``: the project's
+    YAML selectors (selectors.yml).
     """
     if warehouse_seconds and adapter != "postgres":
         raise ValueError("warehouse_seconds needs the postgres adapter (pg_sleep)")
@@ -224,7 +236,7 @@ def generate(
     project = root
     for sub in ("seeds", "models/staging", "models/intermediate", "models/marts"):
         (project / sub).mkdir(parents=True, exist_ok=True)
-    hooks = yaml.safe_dump({"on-run-start": list(on_run_start)}) if on_run_start else ""
+    hooks = yaml.safe_dump({"on-run-start": list(on_run_start)}, width=1000) if on_run_start else ""
     (project / "dbt_project.yml").write_text(
         f"name: {PROJECT_NAME}\nversion: '1.0.0'\nconfig-version: 2\nprofile: {PROFILE_NAME}\n"
         f"{_QUERY_COMMENT}\n{hooks}"
@@ -247,6 +259,11 @@ def generate(
     for layer, names in (("staging", stg), ("intermediate", inter), ("mart", marts)):
         folder = "marts" if layer == "mart" else layer
         (project / "models" / folder / "schema.yml").write_text(_schema_yml(names, layer, tests, **options))
+    if selectors:
+        (project / "selectors.yml").write_text(yaml.safe_dump({"selectors": list(selectors)}, sort_keys=False))
+    if snapshot is not None:
+        (project / "snapshots").mkdir(exist_ok=True)
+        (project / "snapshots" / f"{seed_names[0]}_snapshot.sql").write_text(_snapshot_sql(seed_names[0], snapshot))
     if extra_tests:
         (project / "tests").mkdir(exist_ok=True)
         for name, sql in _singular_tests(marts).items():

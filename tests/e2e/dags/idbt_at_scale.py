@@ -1,8 +1,8 @@
 """Test DAGs (airflow): a generated 50-model dbt project run as a team runs it, and a DAG scheduled on one mart.
 
-`idbt_nightly` selects the nightly marts and everything upstream of them, tests each node in a task after it, loads
-the seeds as tasks, groups the tasks by folder and declares each model's table as an Asset; `idbt_after_revenue`
-runs whenever the mart it is scheduled on has been rebuilt.
+`idbt_nightly` runs the nightly marts and everything upstream of them (seeds and a snapshot included), each
+node's tests in a task after it, in task groups per folder, each model's table declared as an Asset;
+`idbt_after_revenue` runs whenever the mart it is scheduled on has been rebuilt. docs/authoring.md quotes them.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ with DAG("idbt_nightly", schedule=None, start_date=START, catchup=False, tags=["
         select="+tag:nightly",
         exclude="tag:deprecated",
         tests="after_each",
-        resource_types=["seed", "model"],
+        resource_types=["seed", "snapshot", "model"],
         folder_groups=True,
         assets=True,
+        run_hooks="auto",
         node_settings={"mart_0000": {"retries": 3}},
         operator_kwargs={"target": ENVIRONMENT, "pool": "idbt_warehouse", "retries": 1},
     )
