@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from airflow_provider_idbt.dbt.manifest import ModelSpec
+from airflow_provider_idbt.dbt.yaml_files import read_yaml
 from airflow_provider_idbt.identity.token import IdentityContext
 from airflow_provider_idbt.warehouses import all_warehouses, warehouse
 
@@ -118,8 +117,8 @@ def profile_target(
     profile cannot be found: callers treat that as "namespace unknown".
     """
     env = os.environ if environ is None else environ
-    project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text()) or {}
-    profiles = yaml.safe_load((Path(profiles_dir) / "profiles.yml").read_text()) or {}
+    project = read_yaml(Path(project_dir) / "dbt_project.yml") or {}
+    profiles = read_yaml(Path(profiles_dir) / "profiles.yml") or {}
     profile = profiles[_render(profile_name or project["profile"], env)]
     output = profile["outputs"][_render(target or profile["target"], env)]
     wanted = {"type"} | {name for spec in all_warehouses().values() if spec.namespace for name in spec.namespace.fields}

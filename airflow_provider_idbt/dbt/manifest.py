@@ -16,6 +16,7 @@ import yaml
 from airflow_provider_idbt.dbt.graph import topological_order
 from airflow_provider_idbt.dbt.slim_index import FIX as _FIX
 from airflow_provider_idbt.dbt.slim_index import build_slim_index, load_slim_index
+from airflow_provider_idbt.dbt.yaml_files import read_yaml
 from airflow_provider_idbt.errors import ManifestError, ModelNotFound, StaleManifest
 
 _RELATION_TYPES = ("model", "seed", "snapshot")
@@ -354,7 +355,7 @@ def _ref_keys(unique_id: str) -> tuple[str, ...]:
 def _load_project_yaml(project: Path) -> Mapping[str, Any]:
     file = project / "dbt_project.yml"
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        data = read_yaml(file)
     except (OSError, yaml.YAMLError) as exc:
         raise StaleManifest(f"cannot read {file} ({exc}); check the task's project_dir") from exc
     return data if isinstance(data, dict) else {}

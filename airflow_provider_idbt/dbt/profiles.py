@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from airflow_provider_idbt.dbt.yaml_files import read_yaml
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.warehouses import all_warehouses, warehouse
 from airflow_provider_idbt.warehouses.spec import TOKEN_REFERENCE, ProfileFields
@@ -130,7 +131,7 @@ def declared_adapter_type(
     since rendering would need dbt and the environment of the dbt process.
     """
     try:
-        profiles = yaml.safe_load((Path(profiles_dir) / "profiles.yml").read_text()) or {}
+        profiles = read_yaml(Path(profiles_dir) / "profiles.yml") or {}
         profile = profiles[profile_name or project_profile_name(project_dir)]
         output = profile["outputs"][target or profile["target"]]
         adapter = output["type"]
@@ -142,7 +143,7 @@ def declared_adapter_type(
 def project_profile_name(project_dir: str | os.PathLike[str]) -> str | None:
     """The `profile:` a dbt project names in dbt_project.yml (None when absent or unreadable)."""
     try:
-        project = yaml.safe_load((Path(project_dir) / "dbt_project.yml").read_text()) or {}
+        project = read_yaml(Path(project_dir) / "dbt_project.yml") or {}
     except (OSError, yaml.YAMLError):
         return None
     name = project.get("profile") if isinstance(project, dict) else None
