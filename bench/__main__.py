@@ -20,7 +20,7 @@ if only not in (None, "scheduler", "processes", "parse"):
 code = 0
 if only in (None, "processes"):
     # run_all rewrites the page around the scheduler's section only: put the parse-scale section back.
-    kept = parse_scale_report.section_of()
+    kept = parse_scale_report.current_section()
     code = run_all.main(args)
     if kept is not None and "--no-write" not in args:
         parse_scale_report.write(kept)

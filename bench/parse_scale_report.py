@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import scheduler_report
+from bench.doc_sections import put_section, section_of
 from bench.measure import Series, table
 
 if TYPE_CHECKING:
@@ -256,13 +256,7 @@ Goals:
 def write(section: str, doc: Path = DOC) -> None:
     """Replace this section of the page (or put it before the scheduler's), and keep the method list's line."""
     current = doc.read_text() if doc.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if pattern.search(current):
-        current = pattern.sub(lambda _: section, current)
-    elif scheduler_report.BEGIN in current:
-        current = current.replace(scheduler_report.BEGIN, section + "\n\n" + scheduler_report.BEGIN, 1)
-    else:
-        current = current.rstrip() + "\n\n" + section
+    current = put_section(current, section, BEGIN, END, before=scheduler_report.BEGIN)
     doc.write_text(_with_method_line(current).rstrip() + "\n")
 
 
@@ -288,7 +282,6 @@ def _without_entry(lines: list[str], start: str) -> list[str]:
     return lines if at is None else [*lines[:at], *lines[_entry_end(lines, at) :]]
 
 
-def section_of(doc: Path = DOC) -> str | None:
+def current_section(doc: Path = DOC) -> str | None:
     """This section as the page holds it now (for keeping it when another script rewrites the page)."""
-    found = re.search(re.escape(BEGIN) + r".*?" + re.escape(END), doc.read_text(), re.S) if doc.exists() else None
-    return found.group(0) if found else None
+    return section_of(doc.read_text(), BEGIN, END) if doc.exists() else None

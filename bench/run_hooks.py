@@ -29,6 +29,7 @@ from airflow_provider_idbt.dbt.run_hooks import hoist_plan, hook_records
 from airflow_provider_idbt.dbt.runner import DbtInvocation, SubprocessRunner
 from airflow_provider_idbt.dbt.warm import WarmRunner, WarmSettings, stop_workers
 from airflow_provider_idbt.warehouses.spec import TOKEN_ENV_VAR
+from bench.doc_sections import write_section
 from bench.measure import Series, load_average, machine_facts, table, timed
 from bench.synthetic_project import PG_HOST, PG_USER, create_pg_database, dbt_executable
 
@@ -193,10 +194,7 @@ def report(results: dict[str, list[Scenario]], n: int, plan_reasons: tuple[str, 
 
 
 def write(text: str, doc: Path = DOC) -> None:
-    current = doc.read_text() if doc.exists() else "# Project hooks: performance\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text
-    doc.write_text(updated.rstrip() + "\n")
+    write_section(doc, text, BEGIN, END, title="Project hooks: performance")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import competitor_dags as dags
+from bench.doc_sections import write_section
 from bench.measure import Series, machine_facts, table
 from bench.scheduler import ScenarioFigures
 
@@ -252,7 +252,4 @@ def render(results: list[ScenarioFigures], charts: list[str]) -> str:
 
 def write(text: str, doc: Path = DOC) -> None:
     """Replace the scheduler section of docs/performance.md (or append it), leaving the rest as it is."""
-    current = doc.read_text() if doc.exists() else "# Performance\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    updated = pattern.sub(lambda _: text, current) if pattern.search(current) else current.rstrip() + "\n\n" + text
-    doc.write_text(updated.rstrip() + "\n")
+    write_section(doc, text, BEGIN, END, title="Performance")
