@@ -5,7 +5,8 @@ from __future__ import annotations
 from airflow_provider_idbt.errors import ConfigurationError
 
 # command -> the resource types its node may have. `test` and `build` on a model run the model's tests too
-# (dbt's indirect selection); `build` is the model and its tests in one task; `test` on a test runs that test.
+# (dbt's indirect selection, "buildable": a test of this node and nodes upstream of it, never one that also
+# reads a node built later); `build` is the model and its tests in one task; `test` on a test runs that test.
 NODE_TYPES: dict[str, tuple[str, ...]] = {
     "run": ("model",),
     "build": ("model", "seed", "snapshot"),
@@ -13,6 +14,10 @@ NODE_TYPES: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
     "snapshot": ("snapshot",),
 }
+# The commands whose node selection also selects tests, and how: "buildable", so a relationships test between
+# this node and one downstream of it runs with the downstream node (dbt's default, "eager", would run it here,
+# before the other node exists, and again there).
+INDIRECT_SELECTION = {"build": "buildable", "test": "buildable"}
 # dbt accepts --full-refresh on these only.
 FULL_REFRESH_COMMANDS = frozenset({"run", "build", "seed"})
 

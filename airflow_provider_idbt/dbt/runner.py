@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_idbt.dbt.commands import INDIRECT_SELECTION
 from airflow_provider_idbt.dbt.results import RunResult, load_run_result
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -102,6 +103,8 @@ class DbtInvocation:
             argv = ["run", "--select", "idbt_hooks_only_selects_nothing"]
         else:
             argv = [self.command, "--select", self.select]
+            if self.command in INDIRECT_SELECTION:
+                argv += ["--indirect-selection", INDIRECT_SELECTION[self.command]]
         if self.exclude:
             argv += ["--exclude", self.exclude]
         # Absolute paths: the child runs in its own empty working directory.
