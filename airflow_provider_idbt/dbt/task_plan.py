@@ -91,8 +91,10 @@ def plan_tasks(
             settings=node_settings(uid, node["meta"], by_ref.get(uid)),
         )
     result = list(planned.values())
+    # The node tasks nothing else waits for: every test task of `after_all` waits for all of them.
+    node_leaves = _leaves(result)
     if tests in ("after_each", "after_all"):
-        leaves = _leaves(result) if tests == "after_all" else ()
+        leaves = node_leaves if tests == "after_all" else ()
         taken = {task.task_id for task in result}
         for home, members in homes.items():
             owner = planned[home]
@@ -111,7 +113,7 @@ def plan_tasks(
                 )
             )
     if tests != "none":
-        result.extend(_loose_tests(index, loose, planned, edges_for=run_set, leaves=_leaves(result), tests=tests))
+        result.extend(_loose_tests(index, loose, planned, edges_for=run_set, leaves=node_leaves, tests=tests))
     return result
 
 

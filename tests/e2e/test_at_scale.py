@@ -610,11 +610,6 @@ def test_after_all_puts_each_nodes_test_task_after_every_node(scale_run: ScaleRu
     assert {frozenset(scale_run.by_selector[task]["upstream"]) for task in homed} == {frozenset(leaves)}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="task_plan: under after_all a test across two unrelated nodes gets no upstream (the leaves are computed "
-    "after the other test tasks, which every leaf is upstream of), so it runs first, before the models it reads",
-)
 def test_after_all_puts_a_test_of_two_unrelated_models_after_every_node(scale_run: ScaleRun) -> None:
     _, tests, leaves = _selector_dag(scale_run)
     (loose,) = {task for task in tests if not task.endswith("__test")}

@@ -262,3 +262,26 @@ def test_an_on_run_end_hook_reading_results_stays_in_every_task(example_project:
     dag, group = _dag(example_project, manifest)
     assert "models.on_run_start" in dag.task_dict and "models.on_run_end" not in dag.task_dict
     assert all(task.run_hooks == ("on-run-end",) for task in group.model_tasks.values())
+
+
+def test_after_all_puts_a_test_of_two_unrelated_nodes_after_every_node(
+    example_project: DbtProject, tmp_path: Path
+) -> None:
+    def edit(data: dict[str, Any]) -> None:
+        # A relationships-like test between two staging models neither of which is upstream of the other.
+        test = dict(next(node for uid, node in data["nodes"].items() if uid.startswith(f"test.{P}.unique_stg_pay")))
+        test.update(
+            unique_id=f"test.{P}.payments_match_customers",
+            name="payments_match_customers",
+            depends_on={"nodes": [f"model.{P}.stg_payments", f"model.{P}.stg_customers"], "macros": []},
+            attached_node=None,
+        )
+        data["nodes"][test["unique_id"]] = test
+
+    manifest = _edited(example_project, tmp_path, edit)
+    for mode, upstream in (("after_all", {"models.customer_orders"}), ("after_each", None)):
+        dag, _ = _dag(example_project, manifest, tests=mode)
+        loose = dag.get_task("models.test__payments_match_customers")
+        if upstream is None:  # after_each: after both of the nodes it reads
+            upstream = {"models.stg_payments", "models.stg_customers"}
+        assert set(loose.upstream_task_ids) == upstream, mode
