@@ -233,11 +233,31 @@ def _namespace(
         if extra.get("profile_args"):
             return dataset_namespace(extra["profile_args"])
         if profiles_dir is not None:
-            target = profile_target(profiles_dir, project_dir, extra.get("profile_name"), extra.get("target"))
-            return dataset_namespace(target)
+            profile_name, target = (_at_parse_time(extra.get(key)) for key in ("profile_name", "target"))
+            return dataset_namespace(profile_target(profiles_dir, project_dir, profile_name, target))
     except (KeyError, OSError, ValueError):
         return None
     return None
+
+
+def _at_parse_time(value: Any) -> Any:
+    """A templated ``target`` or ``profile_name`` as the tasks will render it, for the Assets' namespace.
+
+    Only Variables (``var.value``, ``var.json``) can be known when the DAG file is parsed; a template that
+    needs anything else (a run's ``ds``, ``params``) raises ValueError: the group then declares no Assets.
+    """
+    if not isinstance(value, str) or "{{" not in value:
+        return value
+    from airflow.sdk.execution_time.context import VariableAccessor
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    variables = {"value": VariableAccessor(deserialize_json=False), "json": VariableAccessor(deserialize_json=True)}
+    try:
+        return SandboxedEnvironment(undefined=StrictUndefined).from_string(value).render(var=variables)
+    except Exception as exc:  # a template error, or a Variable that cannot be read: each source has its own
+        log.warning("idbt: %r cannot be rendered when the DAG is parsed (%s): no Assets are declared", value, exc)
+        raise ValueError(value) from exc
 
 
 class _Assets:

@@ -285,3 +285,32 @@ def test_after_all_puts_a_test_of_two_unrelated_nodes_after_every_node(
         if upstream is None:  # after_each: after both of the nodes it reads
             upstream = {"models.stg_payments", "models.stg_customers"}
         assert set(loose.upstream_task_ids) == upstream, mode
+
+
+def test_a_target_templated_on_a_variable_names_that_targets_assets(
+    example_project: DbtProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environments pattern (docs/environments.md): the Variable is read when the DAG file is parsed."""
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    outputs = {name: {"type": "duckdb", "path": f"{name}.duckdb", "threads": 1} for name in ("dev", "prod")}
+    (profiles / "profiles.yml").write_text(json.dumps({P: {"target": "dev", "outputs": outputs}}))
+
+    def outlets(target: str) -> list[str]:
+        with DAG("tg", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+            DbtIdentityTaskGroup(
+                "models",
+                project_dir=example_project.project_dir,
+                manifest_path=example_project.manifest_path,
+                identity_conn_id="idbt_{{ var.value.get('idbt_environment', 'dev') }}",
+                profiles_dir=profiles,
+                operator_kwargs={"target": target},
+            )
+        return [asset.uri for asset in dag.get_task("models.order_totals").outlets]
+
+    variable = "{{ var.value.get('idbt_environment', 'dev') }}"
+    assert outlets(variable) == [f"duckdb://dev.duckdb/{P}/main/order_totals"]
+    monkeypatch.setenv("AIRFLOW_VAR_IDBT_ENVIRONMENT", "prod")
+    assert outlets(variable) == [f"duckdb://prod.duckdb/{P}/main/order_totals"]
+    # Known only when a run renders it: the tasks are built, without Assets.
+    assert outlets("{{ 'prod' if ds else 'dev' }}") == []
