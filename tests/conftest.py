@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 
 import pytest
 
@@ -29,6 +30,12 @@ def registry_env() -> dict[str, str]:
     env.update({k: v for k, v in REGISTRY_PROXY_ENV.items() if v is not None})
     return env
 
+
+# Bytecode for every Python process the tests start (Airflow's task processes, dbt, the servers): where
+# PYTHONDONTWRITEBYTECODE is set, each of them compiled Airflow, dbt and the providers again, seconds apiece. The
+# cache lives outside the repository and its virtualenvs; it is checked against the sources as usual.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ.setdefault("PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"idbt-tests-pycache-{os.getuid()}"))
 
 pytest_plugins: list[str] = [
     "tests.fixtures.identity_servers",

@@ -311,7 +311,6 @@ def _print(request: pytest.FixtureRequest, lines: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def scale_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[ScaleRun]:
-    pytest.importorskip("asyncpg", reason="Airflow opens a PostgreSQL metadata database with asyncpg as well")
     from airflow_provider_idbt.devidp.provider import DevClient, DevIdentityProvider
 
     started = time.perf_counter()
@@ -350,10 +349,6 @@ def scale_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureR
                 "AIRFLOW__IDBT__MANIFEST_CACHE_DIR": str(home / "manifest-cache"),
                 # Each DAG file is parsed once: nothing edits them during the test.
                 "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
-                # Bytecode, as a deployment's image has it: where the machine turns writing it off, every task
-                # process compiles Airflow, dbt and the providers again (about 3 s a task here).
-                "PYTHONDONTWRITEBYTECODE": "",
-                "PYTHONPYCACHEPREFIX": str(tmp_path_factory.getbasetemp() / "pycache"),
             }
 
             def prepare() -> None:
