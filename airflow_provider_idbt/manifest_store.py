@@ -251,7 +251,7 @@ def _serve_stale(target: RemoteManifest, state: Mapping[str, Any], now: float, e
     if not local.exists():
         raise ManifestUnreachable(
             f"the manifest storage at {target.uri} cannot be reached ({reason}) and there is no cached copy yet; "
-            "check the network and the connection, the task will be retried"
+            "check the network and the connection (a task retries; a DAG file parses again on its next parse)"
         ) from None
     verified = float(state.get("verified_at") or local.stat().st_mtime)
     log.warning(

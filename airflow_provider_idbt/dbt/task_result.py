@@ -45,7 +45,8 @@ def task_result(
     """JSON-ready summary of one node's dbt command: the node's own line, and its tests for build/test."""
     own = result.for_model(spec.unique_id)
     response = _scalars(own.adapter_response) if own is not None else {}
-    others = [node for node in result.nodes if node.unique_id != spec.unique_id]
+    # A task whose node is a test reports it among the tests too, where a test task's readers look for it.
+    others = [node for node in result.nodes if node.unique_id != spec.unique_id or spec.resource_type == "test"]
     return {
         "command": command,
         "model": spec.unique_id,

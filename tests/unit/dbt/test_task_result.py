@@ -56,3 +56,15 @@ def test_test_command_has_no_line_of_its_own() -> None:
     out = task_result("test", SPEC, result, IDENTITY, warehouse_role=None, duration=1.0)
     assert out["node_status"] is None and out["rows_affected"] is None and out["adapter_response"] == {}
     assert [t["unique_id"] for t in out["tests"]] == ["test.p.not_null_orders_id.2"]
+
+
+def test_a_task_of_one_test_lists_that_test_among_its_tests() -> None:
+    import dataclasses
+
+    spec = dataclasses.replace(SPEC, unique_id="test.p.orders_match_payments", resource_type="test", output=None)
+    result = RunResult(1, "error", (NodeResult("test.p.orders_match_payments", "fail", "Got 2 results", 0.3, {}, 2),))
+    out = task_result("test", spec, result, IDENTITY, warehouse_role=None, duration=1.0)
+    assert out["node_status"] == "fail"
+    assert out["tests"] == [
+        {"unique_id": "test.p.orders_match_payments", "status": "fail", "execution_time_s": 0.3, "failures": 2}
+    ]
