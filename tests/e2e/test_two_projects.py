@@ -103,7 +103,12 @@ def test_both_projects_ran_their_models_from_their_own_manifests(two_projects: T
         "example.stg_customers": "model.idbt_example.stg_customers",
         "packaged.prices": "model.idbt_packaged.prices",
         "packaged.price_report": "model.idbt_packaged.price_report",
+        # The installed package's model, as `dbt run` runs it, before the root model that reads it.
+        "packaged.idbt_helpers__units": "model.idbt_helpers.units",  # a package's node: <package>__<name>
     }
+    starts = {e["task_id"]: e["time"] for e in outcome.events() if e["kind"] == "model_run" and e["phase"] == "start"}
+    ended = {e["task_id"]: e["time"] for e in ends}
+    assert ended["packaged.idbt_helpers__units"] <= starts["packaged.prices"]
     with duckdb.connect(str(two_projects.warehouse), read_only=True) as con:
         assert con.execute("select price from price_report").fetchall() == [(12.5,)]
         assert con.execute("select count(*) from stg_customers").fetchone()[0] > 0
