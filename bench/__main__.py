@@ -8,7 +8,7 @@ Other arguments go to the one that runs.
 
 import sys
 
-from bench import parse_scale, parse_scale_report, run_all, scheduler
+from bench import parse_scale, run_all, scheduler
 
 args = sys.argv[1:]
 only = None
@@ -19,11 +19,7 @@ if only not in (None, "scheduler", "processes", "parse"):
     sys.exit(f"--only takes scheduler, processes or parse, not {only!r}")
 code = 0
 if only in (None, "processes"):
-    # run_all rewrites the page around the scheduler's section only: put the parse-scale section back.
-    kept = parse_scale_report.current_section()
     code = run_all.main(args)
-    if kept is not None and "--no-write" not in args:
-        parse_scale_report.write(kept)
 if only in (None, "parse") and code == 0:
     code = parse_scale.main(args if only else [])
 if only in (None, "scheduler") and code == 0:

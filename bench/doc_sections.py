@@ -27,6 +27,17 @@ def put_section(text: str, section: str, begin: str, end: str, *, before: str | 
     return text.rstrip() + "\n\n" + section
 
 
+_ANY_SECTION = re.compile(r"<!-- (\S+): begin [^\n]*?-->.*?<!-- \1: end -->", re.S)
+
+
+def carry_sections(previous: str, text: str) -> str:
+    """``text`` (a page written anew) with every generated section of ``previous`` it lacks, in their order."""
+    for found in _ANY_SECTION.finditer(previous):
+        if f"<!-- {found.group(1)}: begin" not in text:
+            text = text.rstrip() + "\n\n" + found.group(0)
+    return text
+
+
 def write_section(doc: Path, section: str, begin: str, end: str, *, title: str, before: str | None = None) -> None:
     """Write ``section`` into the page ``doc`` (created with the heading ``title`` when it does not exist)."""
     current = doc.read_text() if doc.exists() else f"# {title}\n"

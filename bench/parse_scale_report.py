@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import scheduler_report
-from bench.doc_sections import put_section, section_of
+from bench.doc_sections import put_section
 from bench.measure import Series, table
 
 if TYPE_CHECKING:
@@ -280,8 +280,3 @@ def _entry_end(lines: list[str], at: int) -> int:
 def _without_entry(lines: list[str], start: str) -> list[str]:
     at = next((i for i, line in enumerate(lines) if line.startswith(start)), None)
     return lines if at is None else [*lines[:at], *lines[_entry_end(lines, at) :]]
-
-
-def current_section(doc: Path = DOC) -> str | None:
-    """This section as the page holds it now (for keeping it when another script rewrites the page)."""
-    return section_of(doc.read_text(), BEGIN, END) if doc.exists() else None
