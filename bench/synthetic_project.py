@@ -146,8 +146,9 @@ def _schema_yml(
             f"  - name: {name}",
             f"    description: {described} model {name} of the synthetic benchmark project",
         ]
-        if name in (config or {}):
-            lines += ["    config:", *(f"      {line}" for line in yaml.safe_dump(dict(config[name])).splitlines())]
+        model_config = (config or {}).get(name)
+        if model_config is not None:
+            lines += ["    config:", *(f"      {line}" for line in yaml.safe_dump(dict(model_config)).splitlines())]
         checks = ["not_null"] if tests and name not in untested else []
         parent = (relationships or {}).get(name)
         if parent:
