@@ -186,8 +186,10 @@ def _megabytes(size: int) -> str:
 def _project_target_path(project_dir: Path) -> str:
     import yaml
 
+    from airflow_provider_idbt.dbt.yaml_files import read_yaml
+
     try:
-        config = yaml.safe_load((project_dir / "dbt_project.yml").read_text(encoding="utf-8")) or {}
+        config = read_yaml(project_dir / "dbt_project.yml") or {}
     except (OSError, yaml.YAMLError) as exc:
         raise PrepareFailed(f"{project_dir / 'dbt_project.yml'} cannot be read: {exc}") from exc
     value = config.get("target-path") if isinstance(config, dict) else None

@@ -10,6 +10,7 @@ import yaml
 
 from airflow_provider_idbt.dbt.failures import adapter_missing_message
 from airflow_provider_idbt.dbt.profiles import project_profile_name
+from airflow_provider_idbt.dbt.yaml_files import read_yaml
 from airflow_provider_idbt.errors import ConfigurationError
 
 
@@ -51,7 +52,7 @@ def check_profile_target(profiles_dir: str, project_dir: str, profile_name: str 
             " to generate one"
         )
     try:
-        profiles = yaml.safe_load(file.read_text()) or {}
+        profiles = read_yaml(file) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"{file} is not readable YAML ({exc}); fix the file") from None
     name = profile_name or project_profile_name(project_dir)
