@@ -38,6 +38,7 @@ from bench.synthetic_project import (
     generate,
 )
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO
+from tests.fixtures.leak_scan import scan_files_for_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -622,14 +623,7 @@ def test_only_the_broken_dag_files_have_import_errors(scale_run: ScaleRun) -> No
 def test_no_issued_token_or_client_secret_anywhere(scale_run: ScaleRun) -> None:
     assert len(scale_run.secrets) > len(scale_run.instances), "the scan needs the real issued tokens"
     needles = [secret.encode() for secret in scale_run.secrets]
-    scanned = 0
-    for path in scale_run.home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            scanned += 1
-            for needle in needles:
-                assert needle not in data, f"a secret leaked into {path.relative_to(scale_run.home)}"
-    assert scanned > 100
+    assert scan_files_for_secrets(scale_run.home, scale_run.secrets) > 100
     for dump in scale_run.dumps:  # the metadata database and the warehouse
         assert len(dump) > 10_000
         for needle in needles:

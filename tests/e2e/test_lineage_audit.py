@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow, free_port
 from tests.fixtures.dbt_projects import EXAMPLE_PROJECT, REPO, copy_project, run_dbt
+from tests.fixtures.leak_scan import scan_files_for_secrets
 
 pytestmark = pytest.mark.e2e
 
@@ -282,14 +283,7 @@ def test_audit_exits_non_zero_when_a_model_has_no_identity_tagged_end(audit_run:
 
 def test_no_token_or_secret_in_logs_lineage_or_audit(audit_run: AuditRun) -> None:
     assert len(audit_run.secrets) >= 5, "the scan needs the real issued tokens"
-    needles = [s.encode() for s in audit_run.secrets]
-    scanned = 0
-    for path in audit_run.home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            scanned += 1
-            for needle in needles:
-                assert needle not in data, f"a secret leaked into {path.relative_to(audit_run.home)}"
+    scanned = scan_files_for_secrets(audit_run.home, audit_run.secrets)
     outputs = [audit_run.main.output, audit_run.incomplete.output]
     outputs += [p.stdout + p.stderr for p in audit_run.audits.values()]
     for text in outputs:

@@ -13,6 +13,7 @@ import pytest
 
 from airflow_provider_idbt.commands.local_airflow import DagRunOutcome, LocalAirflow
 from tests.fixtures.dbt_projects import REPO
+from tests.fixtures.leak_scan import scan_files_for_secrets
 from tests.fixtures.pg_warehouse import (
     ROLE_MAPPING,
     Identities,
@@ -168,14 +169,7 @@ def test_a_token_the_warehouse_rejects_is_refreshed_exactly_once(pg_run: PgRun) 
 
 def test_no_token_or_secret_anywhere(pg_run: PgRun) -> None:
     assert len(pg_run.secrets) >= 10
-    needles = [s.encode() for s in pg_run.secrets]
-    scanned = 0
-    for path in pg_run.home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            scanned += 1
-            for needle in needles:
-                assert needle not in data, f"a secret leaked into {path.relative_to(pg_run.home)}"
+    scanned = scan_files_for_secrets(pg_run.home, pg_run.secrets)
     for secret in pg_run.secrets:
         assert secret not in pg_run.server_log, "a secret reached the PostgreSQL server log"
         assert secret not in pg_run.outcome.output

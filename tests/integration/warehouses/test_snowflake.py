@@ -24,6 +24,7 @@ from airflow_provider_idbt.warehouses.snowflake import PROFILE_SNIPPET
 from tests.fixtures.dbt_projects import REPO, dbt_env
 from tests.fixtures.dbt_venv import dbt_in_venv, dbt_venv_python, load_profile, write_profile
 from tests.fixtures.fakesnow_server import FakeSnow, fakesnow_server
+from tests.fixtures.leak_scan import scan_files_for_secrets
 from tests.fixtures.recording_proxy import INVALID_OAUTH_TOKEN, RecordingProxy, recording_proxy
 
 PROJECT = REPO / "tests" / "fixtures" / "snowflake_project"
@@ -195,16 +196,9 @@ def test_a_refused_token_fails_the_task_as_a_warehouse_auth_failure(sf_run: Snow
 def test_no_token_or_secret_anywhere(sf_run: SnowflakeRun) -> None:
     secrets_ = [*sf_run.tokens(), sf_run.client_secret]
     assert len(sf_run.tokens()) >= 2  # the first (the connection caches it for both tasks) and the refreshed one
-    needles = [s.encode() for s in secrets_]
-    scanned = 0
     # AIRFLOW_HOME (the SQLite metadata DB, task logs, api-server log), the project's target/ and logs/ (dbt's
     # parse), the DAG folder and fakesnow's log.
-    for path in sf_run.home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            scanned += 1
-            for needle in needles:
-                assert needle not in data, f"a secret leaked into {path.relative_to(sf_run.home)}"
+    scanned = scan_files_for_secrets(sf_run.home, secrets_)
     assert (sf_run.home / "airflow" / "airflow.db").is_file() and scanned > 10
     for secret in secrets_:
         assert secret not in sf_run.outcome.output
