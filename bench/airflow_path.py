@@ -48,6 +48,10 @@ with DAG(
         manifest_path=os.path.join(PROJECT, "target", "manifest.json"),
         identity_conn_id="{CONN_ID}",
         profiles_dir=PROJECT,
+        # The models alone, one task each, as this comparison has always counted them: the seeds are loaded
+        # before the run, and the per-model cost is what is measured.
+        resource_types=("model",),
+        tests="none",
         operator_kwargs={{"pool": "{POOL}"}},
     )
 '''
