@@ -11,7 +11,8 @@ DBT_VENV ?= .venv-dbt
 LOWEST_AIRFLOW := 3.1
 LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py
 
-.PHONY: dbt-venv install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints
+.PHONY: dbt-venv install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints \
+	dist
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -88,6 +89,13 @@ typecheck: install
 	$(BIN)/mypy
 
 check: lint typecheck test
+
+# The release artifacts: an sdist and a wheel, built in an isolated environment (hatchling comes from the package
+# registry; uv installs it), checked the way the package index will read them (metadata, README rendering).
+dist: install
+	rm -rf dist
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m build --installer uv --sdist --wheel --outdir dist/ .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
