@@ -26,7 +26,20 @@ ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
 GCE_METADATA_URL = "http://metadata.google.internal/computeMetadata/v1"
 # Projected token files named by well-known variables (IRSA / MWAA, Azure workload identity).
 FILE_ENV_VARS = {"aws_web_identity": "AWS_WEB_IDENTITY_TOKEN_FILE", "azure_federated": "AZURE_FEDERATED_TOKEN_FILE"}
-SOURCE_KINDS = ("file", "gce_metadata", *FILE_ENV_VARS)
+# aws_outbound: a JWT from sts:GetWebIdentityToken, asked with the worker's AWS credentials (identity/aws/outbound.py).
+SOURCE_KINDS = ("file", "gce_metadata", *FILE_ENV_VARS, "aws_outbound")
+# The aws_outbound source's own fields. None holds "token" or "secret": Airflow's masker would hide their values
+# (an audience, "RS256") in every log line.
+AWS_OUTBOUND_KEYS = frozenset(
+    {
+        "aws_audience",
+        "aws_signing_algorithm",
+        "aws_duration_seconds",
+        "aws_region",
+        "aws_sts_endpoint_url",
+        "aws_request_tags",
+    }
+)
 SOURCE_KEYS = frozenset(
     {
         "subject_token_source",
@@ -36,6 +49,7 @@ SOURCE_KEYS = frozenset(
         "gce_metadata_url",
         "subject_issuer",
         "subject_audience",
+        *AWS_OUTBOUND_KEYS,
     }
 )
 # A subject token closer than this to its exp is treated as expired: it would die on the way to the IdP.
@@ -152,9 +166,18 @@ class GceMetadataTokenSource:
 
 
 def source_from_extra(
-    conn_id: str, extra: Mapping[str, Any], *, timeout: float, default: str | None = None
+    conn_id: str,
+    extra: Mapping[str, Any],
+    *,
+    timeout: float,
+    default: str | None = None,
+    default_audience: str | None = None,
 ) -> SubjectTokenSource | None:
-    """The subject-token source a connection's extras describe, or None when they describe none."""
+    """The subject-token source a connection's extras describe, or None when they describe none.
+
+    ``default_audience`` is the audience an `aws_outbound` token gets when `aws_audience` is not set: what the
+    connection type's identity provider accepts by default (Google's provider URL, Entra's federation audience).
+    """
     kind = fields.text(extra, "subject_token_source") or default
     path = fields.text(extra, "subject_token_file")
     if kind is None:
@@ -166,6 +189,11 @@ def source_from_extra(
             conn_id, "subject_token_source", f"is {kind!r}", f"set it to one of {', '.join(SOURCE_KINDS)}"
         )
     token_type = fields.text(extra, "subject_token_type") or JWT_TOKEN_TYPE
+    if kind == "aws_outbound":
+        # Imported here: the module is small, but only connections that use it should load it.
+        from airflow_provider_idbt.identity.aws.outbound import AwsOutboundTokenSource
+
+        return AwsOutboundTokenSource.from_extra(conn_id, extra, timeout=timeout, default_audience=default_audience)
     if kind == "gce_metadata":
         audience = fields.text(extra, "subject_token_audience")
         if audience is None:
@@ -209,6 +237,6 @@ def current_subject_token(source: SubjectTokenSource) -> SubjectToken:
         raise CredentialRejected(
             f"the subject token from {source.description} expired at "
             f"{token.expires_at.isoformat(timespec='seconds')} and was not renewed; check that the platform "
-            "still refreshes it (kubelet token projection, metadata server, web identity webhook)"
+            "still refreshes it (kubelet token projection, metadata server, web identity webhook, AWS STS)"
         )
     return token

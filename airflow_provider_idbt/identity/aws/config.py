@@ -108,6 +108,13 @@ class AwsWebIdentityConfig:
                 conn_id, "duration_seconds", "is out of range", "give 900-43200 (and at most the role's maximum)"
             )
         timeout = fields.timeout(conn_id, extra)
+        if fields.text(extra, "subject_token_source") == "aws_outbound":
+            raise ConnectionFieldError(
+                conn_id,
+                "subject_token_source",
+                "is aws_outbound, whose tokens AWS does not accept for AssumeRoleWithWebIdentity",
+                "use aws_web_identity or file here; aws_outbound is for idbt_google, idbt_azure and idbt_oidc",
+            )
         source = source_from_extra(conn_id, extra, timeout=timeout, default="aws_web_identity")
         assert source is not None  # a default kind always yields a source or an error
         return cls(

@@ -135,7 +135,9 @@ class AzureIdentityConfig:
         elif credential == "certificate":
             certificate = load_certificate(conn_id, password, fields.text(extra, "certificate_path"))
         else:
-            source = source_from_extra(conn_id, extra, timeout=timeout, default="azure_federated")
+            source = source_from_extra(
+                conn_id, extra, timeout=timeout, default="azure_federated", default_audience=cloud.federation_audience
+            )
             check = SubjectTokenCheck.from_extra(conn_id, extra, default_audience=cloud.federation_audience)
         return cls(
             conn_id=conn_id,

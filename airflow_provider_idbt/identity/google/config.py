@@ -180,13 +180,16 @@ class GoogleFederationConfig:
                     "set it to the provider's full resource name, //iam.googleapis.com/projects/<number>/locations/"
                     "global/workloadIdentityPools/<pool>/providers/<provider>",
                 )
-            source = source_from_extra(conn_id, extra, timeout=timeout)
+            source = source_from_extra(
+                conn_id, extra, timeout=timeout, default_audience=_default_subject_audience(audience)
+            )
             if source is None:
                 raise ConnectionFieldError(
                     conn_id,
                     "subject_token_source",
                     "is missing",
-                    "set it to `file` (+ subject_token_file) or `gce_metadata` (Cloud Composer, GKE)",
+                    "set it to `file` (+ subject_token_file), `gce_metadata` (Cloud Composer, GKE) or "
+                    "`aws_outbound` (MWAA, any AWS role)",
                 )
         elif service_account is None:
             raise ConnectionFieldError(

@@ -173,7 +173,8 @@ class OidcClientConfig:
                 conn_id,
                 "subject_token_source",
                 "is missing for the token-exchange grant",
-                "set it to file (with subject_token_file), aws_web_identity, azure_federated or gce_metadata",
+                "set it to file (with subject_token_file), aws_web_identity, azure_federated, gce_metadata or "
+                "aws_outbound",
             )
         if grant == "client_credentials" and source is not None:
             raise ConnectionFieldError(
