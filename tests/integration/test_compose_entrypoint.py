@@ -1,0 +1,242 @@
+"""The entry point of docker-compose.yaml, run natively with its env file: what `docker compose up` would run.
+
+`deploy/entrypoint.sh init` and `deploy/entrypoint.sh dev-idp` run here as the compose services would, with
+deploy/airflow.env; only the values that name a compose hostname or a container path are pointed at this machine
+(a private PostgreSQL cluster for the metadata and the warehouse, a free port for the dev IdP, a temp directory).
+The connection `init` created then gets a real token from the IdP `dev-idp` started, through `idbt doctor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_idbt.commands.local_airflow import free_port
+from tests.fixtures.postgres import ADMIN, PrivateCluster
+from tests.unit.test_docker_compose import ENTRYPOINT, REPO, read_env_file
+
+pytestmark = pytest.mark.integration
+
+VENV_BIN = Path(sys.executable).parent
+# What a value in deploy/airflow.env may not name once overridden: compose hostnames and container paths.
+COMPOSE_HOSTS = ("@postgres:", "//redis:", "//airflow-api-server:", "idbt-dev-idp")
+CONTAINER_PATHS = ("/opt/airflow", "/run/idbt")
+
+
+def native_env(root: Path, cluster: PrivateCluster, idp_port: int) -> dict[str, str]:
+    file_env = read_env_file()
+    # The private cluster's superuser, as the compose file's `airflow` is its postgres image's (POSTGRES_USER).
+    admin_at = f"{ADMIN}:{cluster.admin_password}@127.0.0.1:{cluster.port}"
+    metadata = f"postgresql+psycopg2://{admin_at}/airflow"
+    overrides = {
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{admin_at}/airflow",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:8080/execution/",
+        "AIRFLOW_API_HOST": "127.0.0.1",
+        "IDBT_PROJECT_DIR": str(root / "dags" / "example_project"),
+        "IDBT_DUCKDB_PATH": str(root / "run" / "idbt_example.duckdb"),
+        "IDBT_WARM_DIR": str(root / "run" / "warm"),
+        "TMPDIR": str(root / "run" / "tmp"),
+        "IDBT_DEV_IDP_HOST": "127.0.0.1",
+        "IDBT_DEV_IDP_PORT": str(idp_port),
+        "IDBT_WAREHOUSE_ADMIN_URL": f"postgresql://{admin_at}/postgres",
+    }
+    assert set(overrides) <= set(file_env), "an override names a key deploy/airflow.env does not have"
+    merged = file_env | overrides
+    left = {k for k, v in merged.items() if v.startswith(CONTAINER_PATHS) or any(h in v for h in COMPOSE_HOSTS)}
+    assert not left, f"values still naming compose hosts or container paths: {sorted(left)}"
+    env = dict(os.environ)
+    env.update(merged)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[PrivateCluster]:
+    started = PrivateCluster.start()
+    try:
+        started.execute("create database airflow")
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(cluster: PrivateCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """dev-idp started and init run, both through the entry point, as the compose services run them."""
+    root = tmp_path_factory.mktemp("compose-native")
+    shutil.copytree(REPO / "dags", root / "dags", ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
+    idp_port = free_port()
+    env = native_env(root, cluster, idp_port)
+    idp_log = open(root / "dev-idp.log", "wb")
+    idp = subprocess.Popen(
+        ["bash", str(ENTRYPOINT), "dev-idp"], env=env, stdout=idp_log, stderr=subprocess.STDOUT, cwd=root
+    )
+    try:
+        started = time.monotonic()
+        init = subprocess.run(
+            ["bash", str(ENTRYPOINT), "init"], env=env, capture_output=True, text=True, timeout=300, cwd=root
+        )
+        yield {
+            "root": root,
+            "env": env,
+            "idp": idp,
+            "idp_log": root / "dev-idp.log",
+            "init": init,
+            "init_s": time.monotonic() - started,
+        }
+    finally:
+        if idp.poll() is None:
+            idp.send_signal(signal.SIGTERM)
+            try:
+                idp.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                idp.kill()
+                idp.wait()
+        idp_log.close()
+
+
+def test_init_runs_every_step(deployment: dict[str, object]) -> None:
+    init = deployment["init"]
+    assert isinstance(init, subprocess.CompletedProcess)
+    assert init.returncode == 0, f"init failed:\n{init.stdout[-4000:]}\n{init.stderr[-4000:]}"
+    for step in (
+        "airflow db migrate",
+        "connections",
+        "pool idbt_duckdb",
+        "warehouse roles",
+        "idbt prepare",
+        "init done",
+    ):
+        assert f"[idbt entrypoint] {step}" in init.stderr, step
+    assert "compose-dev-secret" not in init.stdout + init.stderr
+
+
+def test_init_creates_the_connection_and_the_pool_in_the_metadata_database(
+    deployment: dict[str, object], cluster: PrivateCluster
+) -> None:
+    rows = cluster.execute(
+        "select conn_type, host, login, is_encrypted from connection where conn_id = 'idbt_dev'", dbname="airflow"
+    )
+    port = dict(deployment["env"])["IDBT_DEV_IDP_PORT"]  # type: ignore[call-overload]
+    assert rows == [("idbt_oidc", f"http://127.0.0.1:{port}", "idbt-compose", True)]
+    # The secret is stored encrypted with the env file's Fernet key, never as written.
+    stored = cluster.execute("select password from connection where conn_id = 'idbt_dev'", dbname="airflow")
+    assert "compose-dev-secret" not in stored[0][0]
+    assert cluster.execute("select slots from slot_pool where pool = 'idbt_duckdb'", dbname="airflow") == [(1,)]
+
+
+def test_init_creates_the_warehouse_roles_and_grants(deployment: dict[str, object], cluster: PrivateCluster) -> None:
+    checks = cluster.execute(
+        """select
+             has_schema_privilege('transformer', 'analytics', 'CREATE'),
+             has_table_privilege('transformer', 'raw.orders', 'SELECT'),
+             has_schema_privilege('reporting', 'analytics', 'CREATE'),
+             has_table_privilege('reporting', 'raw.orders', 'SELECT'),
+             pg_has_role('idbt-compose', 'transformer', 'MEMBER'),
+             pg_has_role('idbt-compose', 'transformer', 'USAGE'),
+             (select rolcanlogin from pg_roles where rolname = 'transformer'),
+             (select rolcanlogin from pg_roles where rolname = 'idbt-compose')""",
+        dbname="warehouse",
+    )
+    # transformer builds, reporting only reads; the identity reaches transformer only through SET ROLE.
+    assert checks == [(True, True, False, False, True, False, False, True)]
+
+
+def test_init_is_safe_to_run_again(deployment: dict[str, object]) -> None:
+    """A second `docker compose up` runs init again: the warehouse step must not fail on what exists."""
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    again = subprocess.run(
+        [
+            "psql",
+            env["IDBT_WAREHOUSE_ADMIN_URL"],
+            "--quiet",
+            "--no-psqlrc",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "warehouse_db=warehouse",
+            "-v",
+            "identity=idbt-compose",
+            "-f",
+            str(REPO / "deploy" / "warehouse.sql"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+
+
+def test_init_builds_the_manifest_the_dag_and_the_warm_worker_read(deployment: dict[str, object]) -> None:
+    project = Path(dict(deployment["env"])["IDBT_PROJECT_DIR"])  # type: ignore[call-overload]
+    manifest = json.loads((project / "target" / "manifest.json").read_text())
+    assert "model.idbt_example.customer_orders" in manifest["nodes"]
+    assert (project / "target" / "partial_parse.msgpack").exists()
+
+
+def wait_for_discovery(deployment: dict[str, object]) -> dict[str, object]:
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    issuer = f"http://127.0.0.1:{env['IDBT_DEV_IDP_PORT']}"
+    idp = deployment["idp"]
+    assert isinstance(idp, subprocess.Popen)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"{issuer}/.well-known/openid-configuration", timeout=3) as response:
+                doc: dict[str, object] = json.load(response)
+            return doc
+        except OSError:
+            assert idp.poll() is None, Path(str(deployment["idp_log"])).read_text()
+            assert time.monotonic() < deadline, "the dev IdP did not answer in 30 s"
+            time.sleep(0.3)
+
+
+def test_the_dev_idp_answers_its_discovery_document_at_the_connections_issuer(deployment: dict[str, object]) -> None:
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    issuer = f"http://127.0.0.1:{env['IDBT_DEV_IDP_PORT']}"
+    doc = wait_for_discovery(deployment)
+    assert doc["issuer"] == issuer
+    assert doc["token_endpoint"] == f"{issuer}/token"
+
+
+def test_the_connection_init_created_gets_a_token_from_the_idp_dev_idp_started(deployment: dict[str, object]) -> None:
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    wait_for_discovery(deployment)
+    # Outside a task, Airflow 3.3's connection lookup reads the metadata database only in a "server" process
+    # context (the scheduler and the triggerer set it); `idbt doctor` does not set it itself yet.
+    doctor = subprocess.run(
+        [str(VENV_BIN / "idbt"), "doctor", "idbt_dev", "--min-ttl", "60"],
+        env=env | {"_AIRFLOW_PROCESS_CONTEXT": "server"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=deployment["root"],  # type: ignore[arg-type]
+    )
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "connection `idbt_dev` (idbt_oidc): OK" in doctor.stdout
+    assert f"issuer       http://127.0.0.1:{env['IDBT_DEV_IDP_PORT']}" in doctor.stdout
+    assert "subject      idbt-compose" in doctor.stdout
+    assert "analytics, engineering" in doctor.stdout
+    assert "compose-dev-secret" not in doctor.stdout + doctor.stderr
+
+
+def test_the_dev_idp_stops_on_sigterm(deployment: dict[str, object]) -> None:
+    idp = deployment["idp"]
+    assert isinstance(idp, subprocess.Popen)
+    assert idp.poll() is None
+    idp.send_signal(signal.SIGTERM)  # what `docker compose stop` sends; `exec` made idbt the entry point's process
+    assert idp.wait(timeout=20) == 0
