@@ -41,14 +41,21 @@ def clear_discovery_cache() -> None:
         _discovery.clear()
 
 
-def discover(issuer: str, http: HttpClient, *, field: str = "host") -> ProviderMetadata:
-    """The issuer's discovery document (cached an hour); ``field`` is the connection field that named the issuer."""
+def discover(
+    issuer: str, http: HttpClient, *, field: str = "host", token_endpoint_required: bool = True
+) -> ProviderMetadata:
+    """The issuer's discovery document (cached an hour); ``field`` is the connection field that named the issuer.
+
+    An issuer that only signs tokens (a Kubernetes service-account issuer, an AWS account's outbound issuer)
+    publishes no token endpoint: ``token_endpoint_required=False`` accepts that (``token_endpoint`` is then "").
+    """
     conn = http.conn_id
     key = (issuer, http.ca_bundle)
     with _discovery_lock:
         cached = _discovery.get(key)
     if cached and time.monotonic() - cached[0] < DISCOVERY_TTL_SECONDS:
-        return cached[1]
+        if cached[1].token_endpoint or not token_endpoint_required:
+            return cached[1]
     url = issuer.rstrip("/") + DISCOVERY_PATH
     response = http.send("GET", url, "discovery document", headers={"Accept": "application/json"})
     doc = json_object(response)
@@ -71,6 +78,9 @@ def discover(issuer: str, http: HttpClient, *, field: str = "host") -> ProviderM
         def bad(problem: str, fix: str, name: str = name) -> ConfigurationError:
             return ConfigurationError(f"connection `{conn}`: the identity provider's {name} {problem}; {fix}")
 
+        if not value and name == "token_endpoint" and not token_endpoint_required:
+            endpoints[name] = ""
+            continue
         if not value:
             raise bad("is missing from its discovery document", "the IdP must publish it")
         endpoints[name] = checked_url(value, bad)

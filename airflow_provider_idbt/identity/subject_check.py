@@ -43,7 +43,7 @@ class SubjectTokenCheck:
         return cls(issuer, audience)
 
     def verify(self, token: SubjectToken, http: HttpClient) -> IdentityContext:
-        metadata = discover(self.issuer, http, field="subject_issuer")
+        metadata = discover(self.issuer, http, field="subject_issuer", token_endpoint_required=False)
         verifier = AccessTokenVerifier(
             VerificationPolicy(issuer=metadata.issuer, audience=self.audience),
             metadata.jwks_uri,

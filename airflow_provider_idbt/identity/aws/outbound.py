@@ -263,6 +263,7 @@ class AwsOutboundTokenSource:
             NoCredentialsError,
             ParamValidationError,
         )
+        from botocore.parsers import ResponseParserError
 
         from airflow_provider_idbt.identity.aws.exchanger import aws_error_of, in_aws_call
 
@@ -277,6 +278,9 @@ class AwsOutboundTokenSource:
                 raise self._refusal(code, status, message) from None
             except (ConnectionError, HTTPClientError) as exc:
                 return None, f"{type(exc).__name__}: cannot reach STS", None
+            except ResponseParserError:
+                # Not STS's XML: a load balancer's error page, a cut-off answer; botocore says a retry may succeed.
+                return None, "an answer that is not STS's XML", None
             except NoCredentialsError:
                 raise ConfigurationError(
                     f"connection `{self.conn_id}`: botocore found no AWS credentials to sign GetWebIdentityToken "
