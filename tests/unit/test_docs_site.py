@@ -3,6 +3,7 @@ in the nav, every link and anchor resolved, the API reference rendered from the 
 
 from __future__ import annotations
 
+import ast
 import html
 import os
 import re
@@ -27,6 +28,13 @@ def mkdocs_build(site: Path, config: Path = REPO / "mkdocs.yml") -> subprocess.C
         text=True,
         timeout=120,
     )
+
+
+def first_docstring_line(module: str, cls: str) -> str:
+    """From the source, without importing Airflow into the test process."""
+    tree = ast.parse((REPO / "airflow_provider_idbt" / module).read_text())
+    node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+    return (ast.get_docstring(node) or "").splitlines()[0]
 
 
 def page_text(site: Path, page: str) -> str:
@@ -69,22 +77,33 @@ def test_every_page_of_docs_is_in_the_nav(site: Path) -> None:
 
 
 def test_the_api_reference_is_rendered_from_the_docstrings(site: Path) -> None:
-    from airflow_provider_idbt.operators.dbt_identity import DbtIdentityOperator
-    from airflow_provider_idbt.task_group import DbtIdentityTaskGroup
-
     operators = page_text(site, "reference/operators")
     for name in ("DbtIdentityOperator", "DbtIdentityTestOperator", "DbtIdentityHooksOperator"):
         assert name in operators
     # The first line of the class docstring and a parameter's own description, as the docstring words them.
-    assert (DbtIdentityOperator.__doc__ or "").splitlines()[0] in operators
+    assert first_docstring_line("operators/dbt_identity.py", "DbtIdentityOperator") in operators
     assert "the dbt project directory." in operators
     group = page_text(site, "reference/task-group")
-    assert (DbtIdentityTaskGroup.__doc__ or "").strip().splitlines()[0] in group
+    assert first_docstring_line("task_group.py", "DbtIdentityTaskGroup") in group
     hooks = page_text(site, "reference/hooks")
     for name in ("OidcTokenHook", "AwsWebIdentityHook", "GoogleWorkloadIdentityHook", "AzureIdentityHook"):
         assert name in hooks
+    errors = page_text(site, "reference/errors")
+    assert first_docstring_line("errors.py", "PermissionMismatch") in errors
     cli = page_text(site, "reference/cli")
-    assert "The idbt command" in cli and "main" in cli
+    assert "<!-- idbt-help" not in cli
+    # The command's own --help, run when the site was built (docs/reference/cli_help.py), line for line.
+    for command in ([], ["prepare"], ["warm-worker"], ["dev-idp"]):
+        printed = subprocess.run(
+            [sys.executable, "-m", "airflow_provider_idbt.commands.cli", *command, "--help"],
+            env={**os.environ, "COLUMNS": "80"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert printed.startswith("usage: idbt")
+        for line in printed.splitlines():
+            assert line in cli, f"`idbt {' '.join(command)} --help` on the page lacks: {line}"
 
 
 def test_the_home_page_shows_the_example_dag_file_itself(site: Path) -> None:
