@@ -1,5 +1,6 @@
 """A real Airflow deployment on this machine: `airflow scheduler`, `dag-processor`, `triggerer` and `api-server`
-as separate processes, LocalExecutor, DAG runs triggered from the CLI and timed from the metadata database."""
+as separate processes, LocalExecutor (or CeleryExecutor with `airflow celery worker` processes), DAG runs triggered
+from the CLI and timed from the metadata database."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from airflow_provider_idbt.commands.local_airflow import LocalAirflow, _airflow_bin
@@ -46,9 +48,17 @@ class RunTimes:
 
 @dataclass
 class LiveAirflow(LocalAirflow):
-    """LocalAirflow's installation, driven by the scheduler instead of `dags test`."""
+    """LocalAirflow's installation, driven by the scheduler instead of `dags test`.
+
+    ``executor`` other than LocalExecutor (``CeleryExecutor``) sends tasks elsewhere: start the processes that run
+    them with :meth:`start_process` or :meth:`start_celery_worker`. For CeleryExecutor, ``celery_broker_url`` is
+    required and the result backend defaults to the metadata database (``db+`` its SQLAlchemy URL).
+    """
 
     parallelism: int = 1
+    executor: str = "LocalExecutor"
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
     _services: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _engine: Any = None
 
@@ -64,7 +74,18 @@ class LiveAirflow(LocalAirflow):
                 "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             }
         )
+        executor = {"AIRFLOW__CORE__EXECUTOR": self.executor} if self.executor != "LocalExecutor" else {}
+        if self.executor == "CeleryExecutor":
+            executor.update(self._celery_env())
+        # The caller's extra_env wins over these, as it does over LocalAirflow's settings.
+        env.update({key: value for key, value in executor.items() if key not in self.extra_env})
         return env
+
+    def _celery_env(self) -> dict[str, str]:
+        if not self.celery_broker_url:
+            raise ValueError("CeleryExecutor needs celery_broker_url (redis://127.0.0.1:6379/<db>, say)")
+        backend = self.celery_result_backend or f"db+{self.metadata_url}"
+        return {"AIRFLOW__CELERY__BROKER_URL": self.celery_broker_url, "AIRFLOW__CELERY__RESULT_BACKEND": backend}
 
     def start(self) -> None:
         self.prepare()
@@ -79,6 +100,34 @@ class LiveAirflow(LocalAirflow):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start_process(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `airflow <args>` as a service named ``name`` (log: ``<home>/<name>.log``), with ``env`` over the
+        deployment's environment; it is watched and stopped with the others."""
+        if name in self._services:
+            raise ValueError(f"a service named {name!r} is already started")
+        log = open(self.home / f"{name}.log", "ab")
+        self._services[name] = subprocess.Popen(
+            [_airflow_bin(), *args],
+            env={**self.env(), **(env or {})},
+            cwd=self.home,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self._services[name]
+
+    def start_celery_worker(
+        self, name: str, queues: list[str], concurrency: int = 1, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`airflow celery worker` serving ``queues``, Celery node ``<name>@<host>``; several share one machine:
+        each has its own pid file, and none serves logs (they would all want the log server's one port)."""
+        pid_file: Path = self.home / f"{name}.pid"
+        args = ["celery", "worker", "--celery-hostname", f"{name}@%h", "--queues", ",".join(queues)]
+        args += ["--concurrency", str(concurrency), "--pid", str(pid_file), "--skip-serve-logs"]
+        # Workers of one test deployment need not find each other: no start-up sync, no gossip.
+        args += ["--without-mingle", "--without-gossip"]
+        return self.start_process(name, args, env)
 
     @property
     def scheduler_pid(self) -> int:
