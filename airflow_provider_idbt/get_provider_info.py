@@ -76,7 +76,7 @@ _SUBJECT_FIELDS: dict[str, Any] = {
     "subject_token_source": {
         "label": "Subject token source",
         "description": "Where the worker's own identity comes from: file, aws_web_identity, azure_federated, "
-        "gce_metadata.",
+        "gce_metadata, aws_outbound (AWS STS GetWebIdentityToken; Google, Azure and OIDC connections).",
         "schema": {"type": ["string", "null"]},
     },
     "subject_token_file": {
@@ -87,6 +87,17 @@ _SUBJECT_FIELDS: dict[str, Any] = {
     "subject_token_audience": {
         "label": "Metadata ID token audience",
         "description": "Audience of the ID token asked from the GCE metadata server (source `gce_metadata`).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "aws_audience": {
+        "label": "AWS outbound token audience",
+        "description": "Audience(s) of the JWT asked from AWS STS GetWebIdentityToken (source `aws_outbound`); "
+        "default: what the identity provider accepts by default (Google's provider URL, api://AzureADTokenExchange).",
+        "schema": {"type": ["string", "null"]},
+    },
+    "aws_region": {
+        "label": "AWS outbound token region",
+        "description": "Region of the STS endpoint for source `aws_outbound` (default: AWS_REGION of the worker).",
         "schema": {"type": ["string", "null"]},
     },
     "subject_issuer": {
