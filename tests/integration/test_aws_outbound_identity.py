@@ -5,6 +5,7 @@ access token and an Entra token. Then the ways STS refuses: access denied, feder
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import jwt
 import pytest
 
+from airflow_provider_idbt.commands.doctor import EXIT_OK, EXIT_PERMANENT, run_doctor
 from airflow_provider_idbt.errors import (
     ConfigurationError,
     CredentialRejected,
@@ -20,7 +22,7 @@ from airflow_provider_idbt.errors import (
 )
 from airflow_provider_idbt.hooks import identity_hook_for
 from airflow_provider_idbt.hooks.base import TOKEN_CACHE
-from airflow_provider_idbt.identity.aws.outbound import AwsOutboundTokenSource
+from airflow_provider_idbt.identity.aws.outbound import AwsOutboundTokenSource, clear_cache
 from airflow_provider_idbt.identity.azure.claims import clear_tenant_metadata
 from airflow_provider_idbt.identity.azure.exchanger import clear_applications
 from airflow_provider_idbt.identity.sources import source_from_extra
@@ -330,3 +332,24 @@ def test_no_credentials_on_the_worker(outbound: OutboundSetup, monkeypatch: pyte
     with pytest.raises(ConfigurationError, match="found no AWS credentials"):
         source.get()
     assert outbound.sts.requests == {}
+
+
+# -- idbt doctor ----------------------------------------------------------------------------------------------------
+
+
+def test_doctor_names_the_source_and_the_aws_principal(
+    google: GoogleSetup, aws_provider: Provider, outbound: OutboundSetup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn_id = google_conn(monkeypatch, google, aws_provider, outbound)
+    out, err = io.StringIO(), io.StringIO()
+    assert run_doctor(conn_id, out=out, err=err) == EXIT_OK, err.getvalue()
+    report = out.getvalue()
+    assert f"subject token from AWS STS GetWebIdentityToken for audience https:{aws_provider.resource}" in report
+    assert f"principal    principal:{aws_provider.pool}/subject/{EXECUTION_ROLE}" in report
+    outbound.sts.enabled = False
+    TOKEN_CACHE.clear()
+    clear_cache()
+    out, err = io.StringIO(), io.StringIO()
+    assert run_doctor(conn_id, out=out, err=err) == EXIT_PERMANENT
+    assert "enable-outbound-web-identity-federation" in err.getvalue()
+    assert_hidden([out.getvalue(), err.getvalue()], secrets_of(outbound))
