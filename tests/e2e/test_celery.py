@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -45,7 +46,7 @@ from tests.fixtures.leak_scan import scan_files_for_secrets
 
 pytestmark = pytest.mark.e2e
 
-DAG_ID, RUN_ID = "idbt_celery", "celery_1"
+DAG_ID = "idbt_celery"
 AUDIENCE = "idbt-e2e-celery"
 MISROUTED_DAG_ID, MISROUTED_TASK = "idbt_celery_misrouted", "stg_0000_as_team_b"
 INSTANCES_SQL = (
@@ -126,6 +127,17 @@ def _print(request: pytest.FixtureRequest, lines: list[str]) -> None:
         return
     with capture.global_and_fixture_disabled():
         print("", *lines, sep="\n", flush=True)
+
+
+def _first_run_id(airflow: LiveAirflow, dag_id: str, timeout: float = 180) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        airflow._check_services()
+        rows = _rows(airflow, "select run_id from dag_run where dag_id = :d", d=dag_id)
+        if rows:
+            return str(rows[0]["run_id"])
+        time.sleep(1)
+    raise RuntimeError(f"the scheduler started no run of {dag_id} in {timeout:.0f}s; see {airflow.home}")
 
 
 def _celery_results(airflow: LiveAirflow, celery_ids: list[str], timeout: float = 30) -> dict[str, str]:
@@ -211,28 +223,23 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
                 with ThreadPoolExecutor(1) as pool:
                     parsed = pool.submit(_parse_and_seed, project)
                     airflow.prepare()
-                    airflow.start_api_server()
-                    for queue, worker in WORKERS.items():
-                        connection = idp.connection(clients[queue])
-                        airflow.start_celery_worker(worker.name, [queue], 1, _worker_env(worker, home, connection))
                     parsed.result()
-                for service in ("scheduler", "dag-processor"):
+                # Neither needs the api-server: they start while it does. The workers' tasks do need it.
+                for service in ("dag-processor", "scheduler"):
                     airflow.start_process(service, [service])
+                airflow.start_api_server()
+                for queue, worker in WORKERS.items():
+                    connection = idp.connection(clients[queue])
+                    airflow.start_celery_worker(worker.name, [queue], 1, _worker_env(worker, home, connection))
                 timings["deployment up"] = time.perf_counter() - started
-                airflow.wait_for_dags([DAG_ID, MISROUTED_DAG_ID], timeout=120)
-                timings["DAGs serialized"] = time.perf_counter() - started
-                with ThreadPoolExecutor(2) as pool:
-                    triggers = [
-                        pool.submit(airflow.airflow, "dags", "trigger", dag_id, "--run-id", RUN_ID)
-                        for dag_id in (DAG_ID, MISROUTED_DAG_ID)
-                    ]
-                    for trigger in triggers:
-                        trigger.result()
-                run = airflow.wait_for_run(DAG_ID, RUN_ID, timeout=240)
+                # Both DAGs are @once: the scheduler starts their runs as soon as they are serialized.
+                run_ids = {dag_id: _first_run_id(airflow, dag_id) for dag_id in (DAG_ID, MISROUTED_DAG_ID)}
+                timings["DAG runs created"] = time.perf_counter() - started
+                run = airflow.wait_for_run(DAG_ID, run_ids[DAG_ID], timeout=240)
                 timings["DAG run, queued to done"] = run.wall
-                misrouted = airflow.wait_for_run(MISROUTED_DAG_ID, RUN_ID, timeout=120)
-                instances = _rows(airflow, INSTANCES_SQL, d=DAG_ID, r=RUN_ID)
-                (misrouted_row,) = _rows(airflow, INSTANCES_SQL, d=MISROUTED_DAG_ID, r=RUN_ID)
+                misrouted = airflow.wait_for_run(MISROUTED_DAG_ID, run_ids[MISROUTED_DAG_ID], timeout=120)
+                instances = _rows(airflow, INSTANCES_SQL, d=DAG_ID, r=run.run_id)
+                (misrouted_row,) = _rows(airflow, INSTANCES_SQL, d=MISROUTED_DAG_ID, r=misrouted.run_id)
                 celery_results = _celery_results(airflow, [row["external_executor_id"] for row in instances])
             finally:
                 airflow.stop()
@@ -258,14 +265,14 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
             instances={row["task_id"]: row for row in instances},
             celery_results=celery_results,
             outcomes={
-                queue: DagRunOutcome(DAG_ID, RUN_ID, run.state, "", home / worker.name / "logs")
+                queue: DagRunOutcome(DAG_ID, run.run_id, run.state, "", home / worker.name / "logs")
                 for queue, worker in WORKERS.items()
             },
             worker_logs={
                 queue: (home / "airflow" / f"{worker.name}.log").read_text(errors="replace")
                 for queue, worker in WORKERS.items()
             },
-            misrouted=misrouted_row | {"run_state": misrouted.state},
+            misrouted=misrouted_row | {"run_state": misrouted.state, "run_id": misrouted.run_id},
             tables=tables,
             secrets=secrets,
             subjects=subjects,
@@ -299,7 +306,9 @@ def test_each_queue_ran_on_its_own_worker_host(celery_run: CeleryRun) -> None:
     for queue, worker in WORKERS.items():
         # The worker's own log: the Celery node w1@<host> / w2@<host>, listening on its queue only.
         log = celery_run.worker_logs[queue]
-        assert f"{worker.name}@" in log and "ready." in log, log[-2000:]
+        assert re.search(rf"\b{worker.name}@\S+ ready\.", log), log[-2000:]
+        served = set(re.findall(r"^\s*\.> (\S+)\s+exchange=", log, re.MULTILINE))
+        assert served == {queue}, log[:3000]
 
 
 def test_the_two_workers_ran_at_the_same_time(celery_run: CeleryRun) -> None:
@@ -352,7 +361,7 @@ def test_a_task_on_a_queue_whose_workers_lack_its_identity_fails_there_and_runs_
     row = celery_run.misrouted
     assert (row["run_state"], row["state"], row["try_number"]) == ("failed", "failed", 1)
     assert (row["queue"], row["hostname"]) == ("team_a", WORKERS["team_a"].hostname)
-    outcome = DagRunOutcome(MISROUTED_DAG_ID, RUN_ID, "failed", "", celery_run.home / "w1" / "logs")
+    outcome = DagRunOutcome(MISROUTED_DAG_ID, row["run_id"], "failed", "", celery_run.home / "w1" / "logs")
     assert [task_id for task_id, _try in outcome.task_logs()] == [MISROUTED_TASK]
     events = list(outcome.events())
     (failed,) = [e for e in events if e["kind"] == "task_lifecycle" and e["phase"] == "failed"]

@@ -18,7 +18,7 @@ from airflow_provider_idbt import DbtIdentityOperator, DbtIdentityTaskGroup
 
 PROJECT_DIR = Path(os.environ["IDBT_CELERY_PROJECT_DIR"])
 
-with DAG("idbt_celery", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+with DAG("idbt_celery", schedule="@once", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
     DbtIdentityTaskGroup(
         group_id="models",
         project_dir=PROJECT_DIR,
@@ -34,7 +34,7 @@ with DAG("idbt_celery", schedule=None, start_date=pendulum.datetime(2026, 1, 1, 
 
 # A task sent to a queue whose workers do not hold its identity: team B's connection on team A's queue. It must
 # fail on team A's host, not run as anyone else.
-with DAG("idbt_celery_misrouted", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
+with DAG("idbt_celery_misrouted", schedule="@once", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False):
     DbtIdentityOperator(
         task_id="stg_0000_as_team_b",
         model="stg_0000",
