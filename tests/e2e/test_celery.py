@@ -209,6 +209,9 @@ def celery_run(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixture
                 "IDBT_ALLOW_DEV_IDP": "1",
                 "IDBT_CELERY_PROJECT_DIR": str(project.project_dir),
                 PG_DATABASE_ENV: warehouse_db,
+                # The api-server checks the task tokens the scheduler signs: every process needs the same secret.
+                # Airflow 3.3 writes one into airflow.cfg; 3.1 leaves it empty and each process makes up its own.
+                "AIRFLOW__API_AUTH__JWT_SECRET": os.urandom(24).hex(),
             }
             airflow = LiveAirflow(
                 home=home / "airflow",
