@@ -5,9 +5,10 @@ broker (a database of the run's own) and PostgreSQL as result backend and metada
 `airflow celery worker` processes, `w1@<host>` serving queue `team_a` and `w2@<host>` serving `team_b`. Each worker
 stands for its own host: its environment alone holds its team's identity connection (a secret of the dev identity
 provider), its task processes report their own hostname and write their logs to its own folder. The dbt project (6
-models in three layers, generated, on a PostgreSQL database of its own) routes models to team B in three ways:
-`meta.idbt` in the project, `node_settings` in the DAG file (tests/e2e/dags/idbt_celery.py); the rest take the task
-group's default, team A. The figures are printed, never asserted.
+models in three layers, generated, on a PostgreSQL database of its own) routes models to team B in two ways:
+`meta.idbt` in the project and `node_settings` in the DAG file (tests/e2e/dags/idbt_celery.py); the rest take the
+task group's default, team A. A second DAG sends team B's identity to team A's queue, which must fail there. The
+figures are printed, never asserted.
 """
 
 from __future__ import annotations
