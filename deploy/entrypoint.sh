@@ -67,20 +67,50 @@ create_warehouse() {
     -v warehouse_db="$IDBT_WAREHOUSE_DB" -v identity="${IDBT_DEV_CLIENT%%:*}" -f "$DEPLOY_DIR/warehouse.sql"
 }
 
+# Steps that do not depend on each other run at once: each Airflow command starts a Python process that imports
+# Airflow, seconds apiece. Every step's output goes to this service's log; the first failure fails `init`.
+STEPS=()
+PIDS=()
+start_step() {
+  local name="$1"
+  shift
+  say "$name"
+  "$@" &
+  STEPS+=("$name")
+  PIDS+=("$!")
+}
+
+wait_steps() {
+  local i failed=0
+  for i in "${!PIDS[@]}"; do
+    if ! wait "${PIDS[$i]}"; then
+      say "failed: ${STEPS[$i]}"
+      failed=1
+    fi
+  done
+  STEPS=()
+  PIDS=()
+  return "$failed"
+}
+
 cmd_init() {
   need AIRFLOW_HOME IDBT_PROJECT_DIR
   prepare_dirs
-  say "airflow db migrate"
-  airflow db migrate
-  say "connections"
-  create_connections
-  say "pool idbt_duckdb (DuckDB takes one writer at a time)"
-  airflow pools set idbt_duckdb 1 "DuckDB takes one writer at a time"
-  say "warehouse roles and GRANTs"
-  create_warehouse
   # What the DAG is built from: the manifest, the partial parse file and the slim index (never parsed in a task).
-  say "idbt prepare $IDBT_PROJECT_DIR"
-  idbt prepare --project-dir "$IDBT_PROJECT_DIR" --profiles-dir "$IDBT_PROJECT_DIR"
+  # It needs no database, so it runs beside the migration.
+  start_step "idbt prepare $IDBT_PROJECT_DIR" \
+    idbt prepare --project-dir "$IDBT_PROJECT_DIR" --profiles-dir "$IDBT_PROJECT_DIR"
+  start_step "warehouse roles and GRANTs" create_warehouse
+  say "airflow db migrate"
+  if ! airflow db migrate; then
+    wait_steps || true
+    say "failed: airflow db migrate"
+    return 1
+  fi
+  start_step "connections" create_connections
+  start_step "pool idbt_duckdb (DuckDB takes one writer at a time)" \
+    airflow pools set idbt_duckdb 1 "DuckDB takes one writer at a time"
+  wait_steps
   say "init done"
 }
 

@@ -1,6 +1,6 @@
 """The entry point of docker-compose.yaml, run natively with its env file: what `docker compose up` would run.
 
-`deploy/entrypoint.sh init` and `deploy/entrypoint.sh dev-idp` run here as the compose services would, with
+`deploy/entrypoint.sh` `dev-idp`, `init` and `api-server` run here as the compose services would, with
 deploy/airflow.env; only the values that name a compose hostname or a container path are pointed at this machine
 (a private PostgreSQL cluster for the metadata and the warehouse, a free port for the dev IdP, a temp directory).
 The connection `init` created then gets a real token from the IdP `dev-idp` started, through `idbt doctor`.
@@ -33,7 +33,7 @@ COMPOSE_HOSTS = ("@postgres:", "//redis:", "//airflow-api-server:", "idbt-dev-id
 CONTAINER_PATHS = ("/opt/airflow", "/run/idbt")
 
 
-def native_env(root: Path, cluster: PrivateCluster, idp_port: int) -> dict[str, str]:
+def native_env(root: Path, cluster: PrivateCluster, idp_port: int, api_port: int) -> dict[str, str]:
     file_env = read_env_file()
     # The private cluster's superuser, as the compose file's `airflow` is its postgres image's (POSTGRES_USER).
     admin_at = f"{ADMIN}:{cluster.admin_password}@127.0.0.1:{cluster.port}"
@@ -44,8 +44,10 @@ def native_env(root: Path, cluster: PrivateCluster, idp_port: int) -> dict[str, 
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
         "AIRFLOW__CELERY__BROKER_URL": "redis://127.0.0.1:6379/0",
         "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{admin_at}/airflow",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://127.0.0.1:8080/execution/",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
         "AIRFLOW_API_HOST": "127.0.0.1",
+        "AIRFLOW_API_PORT": str(api_port),
         "IDBT_PROJECT_DIR": str(root / "dags" / "example_project"),
         "IDBT_DUCKDB_PATH": str(root / "run" / "idbt_example.duckdb"),
         "IDBT_WARM_DIR": str(root / "run" / "warm"),
@@ -74,39 +76,56 @@ def cluster() -> Iterator[PrivateCluster]:
         started.stop()
 
 
+def _terminate(process: subprocess.Popen[bytes], group: bool = False, grace: float = 30) -> None:
+    if process.poll() is not None:
+        return
+    if group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def deployment(cluster: PrivateCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """dev-idp started and init run, both through the entry point, as the compose services run them."""
+    """dev-idp started, init run, then api-server started, all through the entry point, as the compose services
+    run them (the api-server, like the compose service, only after init succeeded)."""
     root = tmp_path_factory.mktemp("compose-native")
     shutil.copytree(REPO / "dags", root / "dags", ignore=shutil.ignore_patterns("target", "logs", "*.duckdb"))
-    idp_port = free_port()
-    env = native_env(root, cluster, idp_port)
-    idp_log = open(root / "dev-idp.log", "wb")
+    env = native_env(root, cluster, free_port(), free_port())
+    logs = {name: open(root / f"{name}.log", "wb") for name in ("dev-idp", "api-server")}
     idp = subprocess.Popen(
-        ["bash", str(ENTRYPOINT), "dev-idp"], env=env, stdout=idp_log, stderr=subprocess.STDOUT, cwd=root
+        ["bash", str(ENTRYPOINT), "dev-idp"], env=env, stdout=logs["dev-idp"], stderr=subprocess.STDOUT, cwd=root
     )
+    api: subprocess.Popen[bytes] | None = None
     try:
-        started = time.monotonic()
         init = subprocess.run(
             ["bash", str(ENTRYPOINT), "init"], env=env, capture_output=True, text=True, timeout=300, cwd=root
         )
-        yield {
-            "root": root,
-            "env": env,
-            "idp": idp,
-            "idp_log": root / "dev-idp.log",
-            "init": init,
-            "init_s": time.monotonic() - started,
-        }
+        if init.returncode == 0:
+            # Its own process group: the api-server starts workers of its own.
+            api = subprocess.Popen(
+                ["bash", str(ENTRYPOINT), "api-server"],
+                env=env,
+                stdout=logs["api-server"],
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                start_new_session=True,
+            )
+        yield {"root": root, "env": env, "idp": idp, "idp_log": root / "dev-idp.log", "init": init, "api": api}
     finally:
-        if idp.poll() is None:
-            idp.send_signal(signal.SIGTERM)
-            try:
-                idp.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                idp.kill()
-                idp.wait()
-        idp_log.close()
+        if api is not None:
+            _terminate(api, group=True, grace=5)  # its graceful shutdown is not what this file tests
+        _terminate(idp)
+        for log in logs.values():
+            log.close()
 
 
 def test_init_runs_every_step(deployment: dict[str, object]) -> None:
@@ -156,7 +175,7 @@ def test_init_creates_the_warehouse_roles_and_grants(deployment: dict[str, objec
     assert checks == [(True, True, False, False, True, False, False, True)]
 
 
-def test_init_is_safe_to_run_again(deployment: dict[str, object]) -> None:
+def test_the_warehouse_sql_runs_again_cleanly(deployment: dict[str, object]) -> None:
     """A second `docker compose up` runs init again: the warehouse step must not fail on what exists."""
     env = dict(deployment["env"])  # type: ignore[call-overload]
     again = subprocess.run(
@@ -240,3 +259,22 @@ def test_the_dev_idp_stops_on_sigterm(deployment: dict[str, object]) -> None:
     assert idp.poll() is None
     idp.send_signal(signal.SIGTERM)  # what `docker compose stop` sends; `exec` made idbt the entry point's process
     assert idp.wait(timeout=20) == 0
+
+
+def test_the_api_server_starts_on_the_migrated_database(deployment: dict[str, object]) -> None:
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    api = deployment["api"]
+    assert isinstance(api, subprocess.Popen), "init failed, so the api-server was not started"
+    log = Path(str(deployment["root"])) / "api-server.log"
+    url = f"http://127.0.0.1:{env['AIRFLOW_API_PORT']}/api/v2/monitor/health"
+    deadline = time.monotonic() + 120
+    while True:
+        assert api.poll() is None, log.read_text()[-4000:]
+        try:
+            with urllib.request.urlopen(url, timeout=3) as response:
+                health = json.load(response)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the api-server did not answer in 120 s"
+            time.sleep(0.5)
+    assert health["metadatabase"]["status"] == "healthy"
