@@ -1,7 +1,7 @@
 """The entry point of docker-compose.yaml, run natively with its env file: what `docker compose up` would run.
 
-`deploy/entrypoint.sh` `dev-idp`, `init` and `api-server` run here as the compose services would, with
-deploy/airflow.env; only the values that name a compose hostname or a container path are pointed at this machine
+`deploy/entrypoint.sh` `dev-idp`, `init`, `api-server` and `warm-worker` run here as the compose services would,
+with deploy/airflow.env; only the values that name a compose hostname or a container path are pointed at this machine
 (a private PostgreSQL cluster for the metadata and the warehouse, a free port for the dev IdP, a temp directory).
 The connection `init` created then gets a real token from the IdP `dev-idp` started, through `idbt doctor`.
 """
@@ -278,3 +278,31 @@ def test_the_api_server_starts_on_the_migrated_database(deployment: dict[str, ob
             assert time.monotonic() < deadline, "the api-server did not answer in 120 s"
             time.sleep(0.5)
     assert health["metadatabase"]["status"] == "healthy"
+
+
+def test_the_warm_worker_service_serves_the_manifest_init_built(deployment: dict[str, object]) -> None:
+    env = dict(deployment["env"])  # type: ignore[call-overload]
+    root = Path(str(deployment["root"]))
+    log_path = root / "warm-worker.log"
+    with open(log_path, "wb") as log:
+        warm = subprocess.Popen(
+            ["bash", str(ENTRYPOINT), "warm-worker"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while "worker pid" not in log_path.read_text():
+                assert warm.poll() is None, log_path.read_text()[-4000:]
+                assert time.monotonic() < deadline, "the warm worker did not start in 90 s"
+                time.sleep(0.3)
+            text = log_path.read_text()
+            manifest = Path(env["IDBT_PROJECT_DIR"]) / "target" / "manifest.json"
+            assert f"serving {env['IDBT_PROJECT_DIR']} ({manifest}) at {env['IDBT_WARM_DIR']}/" in text
+            # The worker binds its socket once dbt is imported and the project loaded: where the tasks look.
+            socket_path = Path(text.split(") at ", 1)[1].split()[0])
+            while not socket_path.is_socket():
+                assert warm.poll() is None, log_path.read_text()[-4000:]
+                assert time.monotonic() < deadline, f"no socket at {socket_path} in 90 s"
+                time.sleep(0.3)
+        finally:
+            _terminate(warm)
+    assert warm.returncode == 0, log_path.read_text()[-4000:]
