@@ -53,7 +53,8 @@ def script_env(venv: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str], dict[str, str]]:
     venv = tmp_path_factory.mktemp("mwaa-startup") / "idbt-dbt-venv"
-    done, tail = source_script(script_env(venv, MWAA_AIRFLOW_COMPONENT="worker"))
+    # PIP_USER=true as on MWAA's images: pip refuses a virtualenv install under it unless the script unsets it.
+    done, tail = source_script(script_env(venv, MWAA_AIRFLOW_COMPONENT="worker", PIP_USER="true"))
     return venv, done, tail
 
 
