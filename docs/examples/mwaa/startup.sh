@@ -42,7 +42,7 @@ idbt_dbt_venv() {
     echo "idbt startup: could not create the virtualenv $venv" >&2
     return 1
   fi
-  # PIP_USER=false: where the environment sets PIP_USER=true (MWAA's images do), pip refuses to install into a
+  # PIP_USER=false: where the environment sets PIP_USER=true (MWAA's images are said to), pip refuses to install into a
   # virtualenv ("Can not perform a '--user' install").
   if ! PIP_USER=false $run "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     -c "$constraints" "${requirements[@]}"; then
