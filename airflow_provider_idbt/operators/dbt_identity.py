@@ -19,10 +19,15 @@ from airflow_provider_idbt.operators.setup_checks import default_python
 from airflow_provider_idbt.operators.task_failure import to_airflow_error
 from airflow_provider_idbt.version_compat import BaseOperator
 
+DEFAULT_MIN_TOKEN_TTL = timedelta(minutes=10)
+DEFAULT_COMMENT_CLAIMS = ("sub",)  # dbt/query_comment.py's default: no personal data
+
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.json_log import DbtLogSummary
+    from airflow_provider_idbt.dbt.lineage import ModelLineage
     from airflow_provider_idbt.dbt.manifest import ManifestIndex, ModelSpec
     from airflow_provider_idbt.dbt.permissions import Access
+    from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
     from airflow_provider_idbt.dbt.results import RunResult
     from airflow_provider_idbt.dbt.runner import SubprocessRunner
     from airflow_provider_idbt.events import RunKeys
@@ -70,6 +75,9 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         ``cluster_identifier``/``db_user``/``region``, RDS's ``iam_auth``/``region``, ...); a generated profile
         takes them in ``profile_args``. See docs/warehouses/.
     :param run_hooks: the project hooks this task runs: True (all, as dbt), False (none) or hook types (run-hooks.md).
+    :param tests: with ``command="test"``, exactly these tests (unique ids ``test.<package>.<name>.<hash>`` or
+        names) instead of every test of the node: a test the DAG's selection excluded never runs, and a test across
+        two nodes runs once, in the task after both. The task still names ``model``, the node the tests check.
     """
 
     template_fields: Sequence[str] = (
@@ -89,6 +97,31 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     _idbt_provider_task = True
     operator_extra_links = (DbtDocsLink(),)
 
+    # What a task leaves at its default stays a class attribute: __init__ sets an instance attribute only for a
+    # value given. Each attribute set on an operator goes through BaseOperator.__setattr__ (about 1 µs), and a
+    # 2,000-task group would set some 30,000 that only repeat these defaults (bench/parse_scale.py).
+    command: str = "run"
+    run_hooks: bool | tuple[str, ...] = True
+    manifest_conn_id: str | None = None
+    profiles_dir: str | None = None
+    profile_name: str | None = None
+    target: str | None = None
+    profile_args: dict[str, Any] | None = None
+    min_token_ttl: timedelta = DEFAULT_MIN_TOKEN_TTL
+    dbt_vars: dict[str, Any] | None = None
+    full_refresh: bool | str = False
+    dbt_python: str | None = None
+    docs_url: str | None = None
+    warehouse_role_from_identity: bool = False
+    query_comment: QueryCommentOptions | None = None  # None: the claims in DEFAULT_COMMENT_CLAIMS, unhashed
+    execution_mode: str | None = None
+    login_args: dict[str, Any] | None = None
+    tests: list[str] | None = None
+    _requires_tests = False  # DbtIdentityTestOperator: a task of given tests
+    _runner: SubprocessRunner | None = None
+    _idbt_unique_id: str | None = None
+    _manifest_dbt_version: str = ""
+
     def __init__(
         self,
         *,
@@ -100,66 +133,87 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         profile_name: str | None = None,
         target: str | None = None,
         profile_args: Mapping[str, Any] | None = None,
-        min_token_ttl: timedelta | int = timedelta(minutes=10),
+        min_token_ttl: timedelta | int = DEFAULT_MIN_TOKEN_TTL,
         dbt_vars: Mapping[str, Any] | None = None,
         full_refresh: bool = False,
         dbt_python: str | None = None,
         docs_url: str | None = None,
         warehouse_role_from_identity: bool = False,
-        query_comment_claims: Sequence[str] = ("sub",),
+        query_comment_claims: Sequence[str] = DEFAULT_COMMENT_CLAIMS,
         query_comment_hash: bool = False,
         execution_mode: str | None = None,
         login_args: Mapping[str, Any] | None = None,
         manifest_conn_id: str | None = None,
-        command: str = "run",
+        command: str | None = None,
         run_hooks: bool | str | Sequence[str] = True,
+        tests: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_provider_idbt.dbt.commands import check_full_refresh, node_types
-        from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
-        from airflow_provider_idbt.dbt.run_hooks import hook_types_arg
 
         super().__init__(**kwargs)
+        # Only what differs from the class defaults above is set on the task (see there).
+        if command is None:
+            command = type(self).command
+        if tests is not None or self._requires_tests:
+            from airflow_provider_idbt.operators.dbt_tests import checked_tests
+
+            self.tests = checked_tests(self.task_id, command, tests)
         try:
             node_types(command)
-            self.run_hooks = hook_types_arg(run_hooks)
+            if run_hooks is not True:
+                from airflow_provider_idbt.dbt.run_hooks import hook_types_arg
+
+                self.run_hooks = hook_types_arg(run_hooks)
             if isinstance(full_refresh, bool):
                 check_full_refresh(command, full_refresh)
         except IdbtError as error:
             raise ValueError(f"{self.task_id}: {error}") from None
-        self.command = command
+        if command != type(self).command:
+            self.command = command
         self.model = model
         self.project_dir = os.fspath(project_dir)
         self.manifest_path = os.fspath(manifest_path)
-        self.manifest_conn_id = manifest_conn_id
         self.identity_conn_id = identity_conn_id
-        self.profiles_dir = os.fspath(profiles_dir) if profiles_dir is not None else None
-        self.profile_name = profile_name
-        self.target = target
-        self.profile_args = dict(profile_args) if profile_args else None
-        self.min_token_ttl = min_token_ttl if isinstance(min_token_ttl, timedelta) else timedelta(seconds=min_token_ttl)
-        self.dbt_vars = dict(dbt_vars) if dbt_vars else None
-        self.full_refresh = full_refresh
-        self.dbt_python = dbt_python
-        self.docs_url = docs_url
-        self.warehouse_role_from_identity = warehouse_role_from_identity
-        self.query_comment = QueryCommentOptions(tuple(query_comment_claims), query_comment_hash)
+        if profiles_dir is not None:
+            self.profiles_dir = os.fspath(profiles_dir)
+        elif not profile_args:
+            raise ValueError(
+                f"{self.task_id}: give either profiles_dir (a directory with your profiles.yml) or "
+                "profile_args (e.g. {'type': 'duckdb', 'path': 'warehouse.duckdb'}) to generate one"
+            )
+        given = {
+            "manifest_conn_id": manifest_conn_id,
+            "profile_name": profile_name,
+            "target": target,
+            "profile_args": dict(profile_args) if profile_args else None,
+            "dbt_vars": dict(dbt_vars) if dbt_vars else None,
+            "dbt_python": dbt_python,
+            "docs_url": docs_url,
+            "execution_mode": execution_mode,
+            "login_args": dict(login_args) if login_args else None,
+        }
+        for name, value in given.items():
+            if value is not None:
+                setattr(self, name, value)
+        if full_refresh is not False:
+            self.full_refresh = full_refresh
+        if min_token_ttl != DEFAULT_MIN_TOKEN_TTL:
+            self.min_token_ttl = (
+                min_token_ttl if isinstance(min_token_ttl, timedelta) else timedelta(seconds=min_token_ttl)
+            )
+        if warehouse_role_from_identity:
+            self.warehouse_role_from_identity = True
+        if tuple(query_comment_claims) != DEFAULT_COMMENT_CLAIMS or query_comment_hash:
+            from airflow_provider_idbt.dbt.query_comment import QueryCommentOptions
+
+            self.query_comment = QueryCommentOptions(tuple(query_comment_claims), query_comment_hash)
         if warehouse_role_from_identity and self.profile_args and self.profile_args.get("role"):
             raise ValueError(
                 f"{self.task_id}: profile_args sets `role` and warehouse_role_from_identity is on; choose one"
             )
         if execution_mode is not None and execution_mode not in EXECUTION_MODES:
             raise ValueError(f"{self.task_id}: execution_mode must be one of {', '.join(EXECUTION_MODES)}")
-        self.execution_mode = execution_mode
-        self.login_args = dict(login_args) if login_args else None
-        self._runner: SubprocessRunner | None = None
-        self._idbt_unique_id: str | None = None
-        self._manifest_dbt_version = ""
-        if self.profiles_dir is None and not self.profile_args:
-            raise ValueError(
-                f"{self.task_id}: give either profiles_dir (a directory with your profiles.yml) or "
-                "profile_args (e.g. {'type': 'duckdb', 'path': 'warehouse.duckdb'}) to generate one"
-            )
 
     # -- Airflow entry points ------------------------------------------------------------------------
 
@@ -167,14 +221,15 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         from airflow_provider_idbt.dbt.failures import may_refresh_and_rerun
         from airflow_provider_idbt.dbt.task_result import task_result
         from airflow_provider_idbt.events import RunKeys
+        from airflow_provider_idbt.operators.identity_steps import fetch_token, preflight
         from airflow_provider_idbt.operators.run_events import ModelRunEvents
 
         keys = RunKeys.from_task_instance(context["ti"])
         spec = self._load_model()
         trail = ModelRunEvents(self.log, keys, self.idbt_model_fields(spec))
-        token = self._fetch_token(trail)
+        token = fetch_token(self, trail)
         trail.token_issued(token)
-        access = self._preflight(trail, spec, token)
+        access = preflight(self, trail, spec, token)
         trail.started(token)
         started = time.monotonic()
         refreshed = False
@@ -189,7 +244,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
             # The warehouse refused the token before any statement of the model ran: nothing to undo, so
             # one fresh token and one more run; a second refusal fails the try (retryable).
             self._warehouse_auth_failure(trail, token, result, log, action="refresh_token")
-            token = self._fetch_token(trail, refresh=True)
+            token = fetch_token(self, trail, refresh=True)
             trail.token_issued(token, reason="refresh")
             refreshed = True
         duration = round(time.monotonic() - started, 3)
@@ -241,7 +296,20 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         """The node this task runs, read from the manifest (subclasses run other kinds of nodes)."""
         from airflow_provider_idbt.dbt.commands import node_types
 
-        return index.node(self.model, node_types(self.command))
+        spec = index.node(self.model, node_types(self.command))
+        if not self.tests:
+            return spec
+        from airflow_provider_idbt.operators.dbt_tests import given_tests_spec
+
+        return given_tests_spec(index, spec, self.tests)
+
+    def idbt_model_lineage(self) -> ModelLineage | None:
+        lineage = super().idbt_model_lineage()
+        if lineage is None or not self.tests:
+            return lineage
+        from dataclasses import replace
+
+        return replace(lineage, outputs=())  # a task of given tests writes nothing
 
     def _full_refresh(self) -> bool:
         from airflow_provider_idbt.dbt.commands import check_full_refresh, parse_flag
@@ -258,109 +326,19 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
         assert self.profiles_dir is not None
         return declared_adapter_type(self.profiles_dir, self.project_dir, self.profile_name, self.target)
 
-    def _fetch_token(self, trail: ModelRunEvents, *, refresh: bool = False) -> FederatedToken:
-        from airflow_provider_idbt.hooks import identity_hook_for
-        from airflow_provider_idbt.identity.fields import checked_conn_id
-        from airflow_provider_idbt.operators.job_binding import refuse_other_jobs
-
-        try:
-            hook = identity_hook_for(checked_conn_id(self.identity_conn_id))
-            refuse_other_jobs(hook, trail)  # before any token is minted: fails the task without retry
-            if refresh:
-                return hook.refresh_token(min_ttl=self.min_token_ttl)
-            return hook.get_token(min_ttl=self.min_token_ttl)
-        except IdbtError as error:
-            trail.auth_failure(None, self.identity_conn_id, type(error).__name__, str(error))
-            raise to_airflow_error(error) from None
-
-    def _preflight(self, trail: ModelRunEvents, spec: ModelSpec, token: FederatedToken) -> Access:
-        """Check the model's ``meta.idbt`` against the identity before any warehouse connection is opened."""
-        from airflow_provider_idbt.dbt.permissions import ModelRequirements, check_access
-        from airflow_provider_idbt.hooks.role_mapping import load_role_mapping
-
-        try:
-            requirements = ModelRequirements.from_meta(spec.meta, spec.unique_id)
-            mapping = load_role_mapping(self.identity_conn_id)
-            return check_access(
-                spec.unique_id,
-                requirements,
-                token.identity,
-                mapping,
-                need_warehouse_role=self.warehouse_role_from_identity,
-            )
-        except PermissionMismatch as mismatch:
-            trail.permission_mismatch(token, mismatch, stage="preflight")
-            raise to_airflow_error(mismatch) from None
-        except IdbtError as error:
-            raise to_airflow_error(error) from None
-
     def _run_dbt(
         self, spec: ModelSpec, token: FederatedToken, access: Access, keys: RunKeys
     ) -> tuple[RunResult, DbtLogSummary]:
-        from dataclasses import asdict
-
         from airflow_provider_idbt.dbt.json_log import read_dbt_log
-        from airflow_provider_idbt.dbt.profiles import project_profile_name, render_profile, write_profiles_dir
-        from airflow_provider_idbt.dbt.query_comment import (
-            project_config_for,
-            project_reads_query_comment,
-            query_comment_fields,
-            render_query_comment,
-        )
-        from airflow_provider_idbt.dbt.runner import EXPECT_DBT_VERSION_ENV, DbtInvocation
-        from airflow_provider_idbt.operators.warehouse_login import warehouse_login
-        from airflow_provider_idbt.warehouses.spec import QUERY_COMMENT_ENV, WAREHOUSE_ROLE_ENV
+        from airflow_provider_idbt.operators.dbt_invocation import dbt_environment, invocation_for
 
-        comment = query_comment_fields(asdict(keys), spec.unique_id, token.identity, self.query_comment)
-        # The dbt process refuses a manifest of another dbt minor version (a separate dbt virtualenv included).
-        env = {QUERY_COMMENT_ENV: render_query_comment(comment), EXPECT_DBT_VERSION_ENV: self._manifest_dbt_version}
-        if access.warehouse_role:
-            env[WAREHOUSE_ROLE_ENV] = access.warehouse_role
-        login = warehouse_login(token, self._adapter_type(), self.profile_args, self.login_args)
-        env.update(login.env)
-        if not project_reads_query_comment(self.project_dir):
-            self.log.warning(
-                "idbt: %s/dbt_project.yml does not read %s, so the warehouse's log will not name who ran "
-                "each statement; add this to it: %s",
-                self.project_dir,
-                QUERY_COMMENT_ENV,
-                project_config_for(self._adapter_type()),
-            )
-
+        env, login = dbt_environment(self, spec, token, access, keys)
         # One private directory per try: target/, logs/ and a generated profile never collide with a
         # parallel task, and nothing is left behind under the project.
         workdir = Path(tempfile.mkdtemp(prefix=f"idbt-{self.task_id}-"))
         try:
             os.chmod(workdir, 0o700)
-            profiles_dir = self.profiles_dir
-            if profiles_dir is None:
-                assert self.profile_args is not None
-                args = dict(self.profile_args)
-                adapter = str(args.pop("type"))
-                # Named after the project's own profile, so no --profile/--target is needed: dbt counts those
-                # flags in its partial-parse check, and passing them cost a full parse per task (+1.2 s per
-                # model at 30 models, docs/performance.md).
-                name = self.profile_name or project_profile_name(self.project_dir) or "idbt"
-                profile = render_profile(adapter, args, name, self.target or "idbt", role=access.warehouse_role)
-                profiles_dir = str(write_profiles_dir(profile, workdir / "profiles"))
-            invocation = DbtInvocation(
-                project_dir=self.project_dir,
-                profiles_dir=profiles_dir,
-                select=spec.selector,
-                exclude=spec.selector_exclude,
-                target_path=str(workdir / "target"),
-                log_path=str(workdir / "logs"),
-                profile_name=self.profile_name,
-                target=self.target,
-                vars=self.dbt_vars,
-                command=self.command,
-                extra_args=("--full-refresh",) if self._full_refresh() else (),
-                python=self.dbt_python or default_python(),
-                # dbt re-checks a partial parse against project, vars and profile, so a stale one only costs time.
-                partial_parse_from=str(Path(self.idbt_manifest_file()).parent),
-                env=env,
-                run_hooks=self.run_hooks,
-            )
+            invocation = invocation_for(self, spec, access, env, workdir)
             shown = [*invocation.args()[: 5 if invocation.exclude else 3], *invocation.extra_args]
             self.log.info("idbt: dbt %s", " ".join(shown))
             self._runner = self._make_runner()
