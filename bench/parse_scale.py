@@ -31,7 +31,7 @@ from bench.synthetic_project import DUCKDB_ENV, PROFILE_NAME, PROJECT_NAME, prep
 _REPO = Path(__file__).resolve().parents[1]
 SLIM_INDEX = "idbt_index.json"
 REAL_MANIFEST_ENV = "IDBT_BENCH_REAL_MANIFEST"
-CONTENDERS = ("floor", "idbt", "cosmos")
+CONTENDERS = ("floor", "floor_direct", "idbt", "cosmos")
 PROBE = "bench.parse_scale_probe"
 
 
@@ -94,6 +94,9 @@ class Run:
     real_note: str = ""
     load_before: str = ""
     load_after: str = ""
+    # The first Asset of a process, per interpreter: its providers and what it cost (bench/parse_scale_probe.py).
+    first_asset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    interpreters: dict[str, str] = field(default_factory=dict)
 
 
 def _counts(manifest: Path) -> dict[str, int]:
@@ -147,8 +150,10 @@ class Runner:
     def graph_file(self, subject: Subject) -> Path:
         return self.tmp / f"graph-{subject.key}.json"
 
-    def __call__(self, mode: str, subject: Subject, module: str = "bench.parse_scale_child") -> dict[str, Any]:
-        python = self.cosmos_python if mode == "cosmos" else sys.executable
+    def __call__(
+        self, mode: str, subject: Subject, module: str = "bench.parse_scale_child", python: str | None = None
+    ) -> dict[str, Any]:
+        python = python or (self.cosmos_python if mode == "cosmos" else sys.executable)
         assert python is not None
         proc = subprocess.run(
             [python, "-m", module, mode, subject.child_arg(self.graph_file(subject))],
@@ -216,6 +221,10 @@ def measure(run: Run, runner: Runner) -> None:
     for subject in run.subjects:
         subject.phases = runner("phases", subject, PROBE)["phases_s"]
     run.per_task = runner("operators", run.subjects[0], PROBE)["per_task_s"]
+    for label, python in run.interpreters.items():
+        samples = [runner("first_asset", run.subjects[0], PROBE, python) for _ in range(3)]
+        seconds = sorted(sample["first_asset_s"] for sample in samples)[1]
+        run.first_asset[label] = {**samples[0], "first_asset_s": seconds}
 
 
 def _version(dist: str) -> str:
@@ -249,6 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-name", default="", help="what the tables call the real project (repository, commit)")
     parser.add_argument("--real-note", default="", help="how its manifest was made, for the doc (packages, versions)")
     parser.add_argument("--cosmos-python", help="an interpreter with astronomer-cosmos (default: this or .venv-bench)")
+    parser.add_argument(
+        "--full-python",
+        default=str(_REPO / ".venv" / "bin" / "python"),
+        help="an interpreter with more providers installed (the repo's dev virtualenv: Google, Amazon, Azure), "
+        "for the first-Asset cost beside this interpreter's",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
     if args.first_builds > args.processes:
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(subjects, args.processes, args.first_builds, cosmos=cosmos_python is not None)
         run.versions["dbt-core (dbt parse)"] = _version("dbt-core")
         run.real_name, run.real_note, run.load_before = args.real_name, args.real_note, load_before
+        run.interpreters = {"this benchmark's virtualenv": sys.executable}
+        if args.full_python and Path(args.full_python).exists() and Path(args.full_python) != Path(sys.executable):
+            run.interpreters["the dev virtualenv"] = args.full_python
         measure(run, Runner(tmp, cosmos_python))
         run.load_after = load_average()
         if run.heavy:

@@ -1,6 +1,8 @@
 """One DAG build in a fresh interpreter, as a DAG-processor child parses a DAG file (bench/parse_scale.py runs it).
 
-Modes: ``floor`` (EmptyOperators with the group's tasks and edges, from a precomputed list), ``idbt``
+Modes: ``floor`` (EmptyOperators with the group's tasks and edges, from a precomputed list, wired with Airflow's
+dependency calls as a DAG author writes them), ``floor_direct`` (the same, each edge recorded as the group records
+it: straight into the two tasks' id sets, without the DAG check of each call), ``idbt``
 (DbtIdentityTaskGroup), ``cosmos`` (astronomer-cosmos ``DbtDag``, ``LoadMode.DBT_MANIFEST``) and ``graph`` (an
 idbt build that also writes its tasks and edges for the floor). Prints one JSON line prefixed with ``RESULT``.
 """
@@ -20,7 +22,7 @@ from bench.dag_parse import HEAVY
 
 GROUP_ID = "project"
 MARKER = "RESULT "
-MODES = ("floor", "idbt", "cosmos", "graph")
+MODES = ("floor", "floor_direct", "idbt", "cosmos", "graph")
 
 
 def _rss_mib() -> float:
@@ -32,7 +34,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def _floor(subject: dict[str, Any]) -> Callable[[], Any]:
+def _floor(subject: dict[str, Any], direct: bool = False) -> Callable[[], Any]:
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG, TaskGroup
 
@@ -48,7 +50,11 @@ def _floor(subject: dict[str, Any]) -> Callable[[], Any]:
             for task_id, upstream in graph:
                 task = tasks[task_id] = EmptyOperator(task_id=task_id)
                 ready = [tasks[parent] for parent in upstream if parent in tasks]
-                if ready:
+                if ready and direct:
+                    for parent in ready:  # as airflow_provider_idbt.task_group._wire records an edge
+                        parent.downstream_task_ids.add(task.node_id)
+                        task.upstream_task_ids.add(parent.node_id)
+                elif ready:
                     ready >> task
                 for parent in upstream:
                     if parent not in tasks:
@@ -120,7 +126,14 @@ def run(mode: str, subject: dict[str, Any]) -> dict[str, Any]:
 
     sdk_done = time.perf_counter()
     before = set(sys.modules)
-    build = {"floor": _floor, "idbt": _idbt, "graph": _idbt, "cosmos": _cosmos}[mode](subject)
+    makers: dict[str, Callable[[dict[str, Any]], Callable[[], Any]]] = {
+        "floor": _floor,
+        "floor_direct": lambda subject: _floor(subject, direct=True),
+        "idbt": _idbt,
+        "graph": _idbt,
+        "cosmos": _cosmos,
+    }
+    build = makers[mode](subject)
     imported = time.perf_counter()
     rss_before = _rss_mib()
     built, cpu = time.perf_counter(), time.process_time()

@@ -1,9 +1,11 @@
 """Where a DbtIdentityTaskGroup build spends its CPU time, in a fresh interpreter (bench/parse_scale.py runs it).
 
-``phases``: one build of the group with its steps timed (slim index, selection, plan, operators, Assets, the
-rest: the DAG object and Airflow's dependency calls). ``operators``: what constructing one task costs,
-EmptyOperator beside the provider's operators with the arguments the group passes, 2,000 tasks in a task group.
-The timers' own cost is small against the steps; the timed builds of bench/parse_scale_child.py have none.
+``first_asset``: what the first Airflow Asset of a process costs with the interpreter's installed providers
+(Airflow discovers every provider's asset URI handlers then). ``phases``: one build of the group with its steps
+timed (slim index, selection, plan, operators, Assets, the rest: the DAG object and Airflow's dependency calls).
+``operators``: what constructing one task costs, EmptyOperator beside the provider's operators with the arguments
+the group passes, 2,000 tasks in a task group. The timers' own cost is small against the steps; the timed builds
+of bench/parse_scale_child.py have none.
 """
 
 from __future__ import annotations
@@ -99,9 +101,26 @@ def operators(subject: dict[str, Any]) -> dict[str, Any]:
     return {"per_task_s": per_task}
 
 
+def first_asset(subject: dict[str, Any]) -> dict[str, Any]:
+    from importlib.metadata import distributions
+
+    import airflow.sdk
+
+    before = set(sys.modules)
+    start = time.perf_counter()
+    airflow.sdk.Asset(uri="duckdb:///bench/main/model")
+    spent = time.perf_counter() - start
+    providers = sorted(
+        name.removeprefix("apache-airflow-providers-")
+        for name in {dist.metadata["Name"] for dist in distributions()}
+        if name and name.startswith("apache-airflow-providers-")
+    )
+    return {"first_asset_s": spent, "modules": len(set(sys.modules) - before), "providers": providers}
+
+
 def main(argv: list[str]) -> int:
     mode, subject = argv[0], json.loads(argv[1])
-    probes = {"phases": phases, "operators": operators}
+    probes = {"phases": phases, "operators": operators, "first_asset": first_asset}
     if mode not in probes:
         raise SystemExit(f"mode must be one of {', '.join(probes)}, not {mode!r}")
     print(MARKER + json.dumps({"mode": mode, **probes[mode](subject)}), flush=True)
