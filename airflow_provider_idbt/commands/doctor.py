@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from typing import TextIO
@@ -47,6 +48,10 @@ def run_doctor(conn_id: str, *, min_ttl: int = 0, out: TextIO = sys.stdout, err:
     """Read the connection, fetch and verify a token through its hook, print the identity; return an exit code."""
     from airflow_provider_idbt.hooks import identity_hook_for
 
+    # Outside a task, Airflow 3.3 reads connections from the metadata database only in a "server" process, as its
+    # own `airflow connections get` and `connections test` mark themselves; a connection stored there (created
+    # with `airflow connections add`) was otherwise "not defined" to `idbt doctor`.
+    os.environ.setdefault("_AIRFLOW_PROCESS_CONTEXT", "server")
     try:
         hook = identity_hook_for(conn_id)
         config = hook.get_config()
