@@ -218,19 +218,28 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     # -- Airflow entry points ------------------------------------------------------------------------
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_provider_idbt.events import RunKeys
+        from airflow_provider_idbt.operators.run_events import publish_events
+
+        keys = RunKeys.from_task_instance(context["ti"])
+        try:
+            return self._run_node(keys)
+        finally:
+            # Every outcome: the "Model runs" view and `idbt audit` read a try's events from here, not its log.
+            publish_events(context["ti"], keys, self.log)
+
+    def _run_node(self, keys: RunKeys) -> dict[str, Any]:
         from airflow_provider_idbt.dbt.failures import may_refresh_and_rerun
         from airflow_provider_idbt.dbt.task_result import task_result
-        from airflow_provider_idbt.events import RunKeys
         from airflow_provider_idbt.operators.identity_steps import fetch_token, preflight
         from airflow_provider_idbt.operators.run_events import ModelRunEvents
 
-        keys = RunKeys.from_task_instance(context["ti"])
         spec = self._load_model()
         trail = ModelRunEvents(self.log, keys, self.idbt_model_fields(spec))
         token = fetch_token(self, trail)
         trail.token_issued(token)
         access = preflight(self, trail, spec, token)
-        trail.started(token)
+        trail.started(token, warehouse_role=access.warehouse_role)
         started = time.monotonic()
         refreshed = False
         while True:

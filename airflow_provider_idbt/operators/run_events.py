@@ -1,4 +1,5 @@
-"""ModelRunEvents: the idbt.event/1 lines one model task writes, bound to its run keys and model."""
+"""ModelRunEvents: the idbt.event/1 lines one model task writes, bound to its run keys and model; and the try's
+events published to XCom (``idbt_events``) for the "Model runs" view and `idbt audit`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ from airflow_provider_idbt import events
 from airflow_provider_idbt.errors import PermissionMismatch
 from airflow_provider_idbt.events import RunKeys
 from airflow_provider_idbt.identity.token import FederatedToken
+
+# The XCom key of a try's events (a list of idbt.event/1 objects, oldest first). Airflow clears a task instance's
+# XComs when a new try starts, so it holds the last try's events; earlier tries keep theirs in their task logs.
+EVENTS_XCOM_KEY = "idbt_events"
 
 if TYPE_CHECKING:
     from airflow_provider_idbt.dbt.json_log import DbtLogSummary
@@ -37,8 +42,9 @@ class ModelRunEvents:
             reason=reason,
         )
 
-    def started(self, token: FederatedToken) -> None:
-        self._emit("model_run", token, phase="start")
+    def started(self, token: FederatedToken, *, warehouse_role: str | None = None) -> None:
+        """dbt is about to run; ``warehouse_role``: the role the try runs as (``warehouse_role_from_identity``)."""
+        self._emit("model_run", token, phase="start", warehouse_role=warehouse_role)
 
     def ended(self, token: FederatedToken, status: str, duration: float, error: BaseException | None) -> None:
         self._emit(
@@ -104,3 +110,12 @@ class ModelRunEvents:
             action=action,
             model_statements=log.model_statements,
         )
+
+
+def publish_events(ti: Any, keys: RunKeys, logger: Any) -> None:
+    """Push this try's events (already secret-free) as XCom ``idbt_events``; a failure to push is a warning only,
+    so it never hides the try's own outcome."""
+    try:
+        ti.xcom_push(key=EVENTS_XCOM_KEY, value=events.recorded(keys))
+    except Exception as error:
+        logger.warning("idbt: could not store this try's events in XCom %s: %s", EVENTS_XCOM_KEY, error)

@@ -42,6 +42,9 @@ def _every_kind() -> list[dict[str, Any]]:
         ),
         events.build_event("model_run", KEYS, identity=identity, model=MODEL, phase="start"),
         events.build_event(
+            "model_run", KEYS, identity=identity, model=MODEL, phase="start", warehouse_role="finance_admin"
+        ),
+        events.build_event(
             "model_run", KEYS, identity=identity, model=MODEL, phase="end", status="success", duration_s=1.5
         ),
         events.build_event(
@@ -97,6 +100,8 @@ def test_every_kind_the_module_builds_is_valid(validator: jsonschema.Draft202012
         {"try_number": "1"},
         {"token": "eyJ..."},
         {"phase": "end"},  # a model_run end without status/duration
+        {"warehouse_role": ""},
+        {"warehouse_role": ["a", "b"]},
     ],
 )
 def test_invalid_events_are_rejected(validator: jsonschema.Draft202012Validator, change: dict[str, Any]) -> None:
@@ -124,6 +129,6 @@ def test_a_job_refusal_carries_no_identity_and_names_its_connection(
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(bad)
     # Every other stage still needs the identity that was refused.
-    preflight = {k: v for k, v in _every_kind()[3].items() if k != "identity"}
+    preflight = {k: v for k, v in _every_kind()[4].items() if k != "identity"}
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**preflight, "stage": "preflight"})
