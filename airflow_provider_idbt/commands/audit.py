@@ -1,4 +1,5 @@
-"""`idbt audit`: fold a DAG run's `idbt.event/1` lines into one trail per model and say whether it is complete."""
+"""`idbt audit`: fold a try's `idbt.event/1` events into its trail (the one fold the "Model runs" view shares), one
+trail per model of a DAG run, and say whether it is complete."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PROVIDER_OPERATORS = frozenset({"DbtIdentityOperator"})
+# The provider's operators as Airflow records them (task_instance.operator); a task of any other operator counts as
+# a model task when it left idbt events (a DAG's own subclass).
+PROVIDER_OPERATORS = frozenset({"DbtIdentityOperator", "DbtIdentityTestOperator", "DbtIdentityHooksOperator"})
+# Where a try's events were read from: its task log, its `idbt_events` XCom (the log is missing), or nowhere.
+FROM_LOG, FROM_XCOM, FROM_NOWHERE = "log", "xcom", "none"
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,9 @@ class TaskAttempt:
     state: str | None
     operator: str | None
     events: Sequence[Mapping[str, Any]]
+    events_from: str = FROM_LOG
+    # With ``events_from == FROM_NOWHERE``: why the try left no task log, as far as the reader can tell.
+    no_log_reason: str | None = None
 
 
 @dataclass
@@ -43,6 +51,9 @@ class TryTrail:
     required: list[str] | None = None
     held: list[str] | None = None
     connection: str | None = None
+    warehouse_role: str | None = None
+    events_from: str = FROM_LOG
+    no_log_reason: str | None = None
 
 
 @dataclass
@@ -80,10 +91,14 @@ class RunAudit:
         }
 
 
-def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
-    trail = TryTrail(try_number=attempt.try_number, state=attempt.state)
+def fold_try_events(
+    try_number: int, state: str | None, events: Iterable[Mapping[str, Any]]
+) -> tuple[str | None, TryTrail]:
+    """What one try did, from its events oldest first: the model's unique id (None when no event names it) and
+    its :class:`TryTrail`. Pure; `idbt audit` and the "Model runs" view both read a try through it."""
+    trail = TryTrail(try_number=try_number, state=state)
     unique_id: str | None = None
-    for event in attempt.events:
+    for event in events:
         model = event.get("model") or {}
         unique_id = model.get("unique_id") or unique_id
         trail.namespace = model.get("namespace") or trail.namespace
@@ -94,10 +109,13 @@ def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
         kind, phase = event.get("kind"), event.get("phase")
         if kind == "model_run" and phase == "start":
             trail.started = True
+            trail.warehouse_role = event.get("warehouse_role") or trail.warehouse_role
         elif kind == "model_run" and phase == "end":
             trail.ended = bool(event.get("identity"))
-            if trail.outcome != "permission_mismatch":
-                trail.outcome = str(event.get("status") or "unknown")
+            status = str(event.get("status") or "unknown")
+            # A refusal stays the try's outcome; so does an auth failure the try did not recover from.
+            if trail.outcome != "permission_mismatch" and (trail.outcome != "auth_failure" or status == "success"):
+                trail.outcome = status
             trail.duration_s = event.get("duration_s")
         elif kind == "permission_mismatch":
             # Conclusive on its own: a pre-flight refusal ends the try before dbt (and model_run) starts. A job
@@ -121,10 +139,23 @@ def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
     return unique_id, trail
 
 
+def _fold_try(attempt: TaskAttempt) -> tuple[str | None, TryTrail]:
+    unique_id, trail = fold_try_events(attempt.try_number, attempt.state, attempt.events)
+    trail.events_from, trail.no_log_reason = attempt.events_from, attempt.no_log_reason
+    return unique_id, trail
+
+
+def _no_log(trail: TryTrail) -> str:
+    return f"try {trail.try_number} left no task log" + (f": {trail.no_log_reason}" if trail.no_log_reason else "")
+
+
 def _missing(tries: Sequence[TryTrail]) -> list[str]:
     problems = [f"try {t.try_number} started the model but logged no end" for t in tries if t.started and not t.ended]
+    problems += [_no_log(t) for t in tries[:-1] if t.events_from == FROM_NOWHERE]
     last = tries[-1] if tries else None
-    if last is None or not last.ended:
+    if last is not None and last.events_from == FROM_NOWHERE:
+        problems.append(_no_log(last))  # not "no end event": there was nothing to read the events from
+    elif last is None or not last.ended:
         where = f" in try {last.try_number}" if last else ""
         problems.append(f"no identity-tagged end event (model_run end or permission_mismatch){where}")
     return problems
@@ -177,6 +208,10 @@ def render_text(audit: RunAudit) -> str:
             took = f" in {t.duration_s:g} s" if t.duration_s is not None else ""
             stage = f" ({t.stage})" if t.stage else ""
             lines.append(f"      outcome {t.outcome}{stage}{took}")
+            if t.warehouse_role:
+                lines.append(f"      as warehouse role {t.warehouse_role}")
+            if t.events_from == FROM_XCOM:
+                lines.append("      (events read from the try's idbt_events XCom: it left no task log)")
             if t.warehouse_message:
                 lines.append(_indented("      warehouse said: ", t.warehouse_message))
             if t.required:

@@ -116,3 +116,48 @@ def test_a_mismatch_of_another_stage_without_identity_stays_incomplete() -> None
     keys = events.RunKeys("d", "r", "m", 1)
     refused = events.build_event("permission_mismatch", keys, model=MODEL, stage="preflight")
     assert not build_audit("d", "r", [_attempt("m", 1, refused)]).complete
+
+
+def test_a_try_that_left_no_task_log_says_so_not_that_it_logged_no_end() -> None:
+    """An in-process `airflow dags test` writes no task log: the trail says why it has nothing to read."""
+    from airflow_provider_idbt.commands.audit import FROM_NOWHERE
+
+    reason = "runs of `airflow dags test` without --use-executor run tasks in-process and write no task log"
+    silent = TaskAttempt("m", -1, 1, "success", "DbtIdentityOperator", [], FROM_NOWHERE, reason)
+    audit = build_audit("d", "r", [silent])
+    (model,) = audit.models
+    assert model.missing == [f"try 1 left no task log: {reason}"]
+    assert "no identity-tagged end event" not in render_text(audit)
+
+
+def test_events_read_from_the_xcom_of_a_try_without_a_log_make_a_complete_trail() -> None:
+    from airflow_provider_idbt.commands.audit import FROM_NOWHERE, FROM_XCOM
+
+    built = [json.loads(events.format_event(e)) for e in _run("m", 2, "success")]
+    earlier = TaskAttempt("m", -1, 1, "failed", "DbtIdentityOperator", [], FROM_NOWHERE, "no log")
+    last = TaskAttempt("m", -1, 2, "success", "DbtIdentityOperator", built, FROM_XCOM)
+    audit = build_audit("d", "r", [earlier, last])
+    (model,) = audit.models
+    assert model.missing == ["try 1 left no task log: no log"]
+    assert model.tries[1].outcome == "success" and model.tries[1].events_from == FROM_XCOM
+    assert "read from the try's idbt_events XCom" in render_text(audit)
+    assert build_audit("d", "r", [last]).complete
+
+
+def test_a_warehouse_auth_failure_that_fails_the_try_is_its_outcome() -> None:
+    keys = events.RunKeys("d", "r", "m", 1)
+    identity = make_token().identity
+    refused = events.build_event(
+        "auth_failure",
+        keys,
+        identity=identity,
+        model=MODEL,
+        connection="c",
+        error_class="WarehouseAuthFailed",
+        error_message="password authentication failed",
+        stage="warehouse",
+        action="retry_task",
+    )
+    start, end = _run("m", 1, "error")
+    (model,) = build_audit("d", "r", [_attempt("m", 1, start, refused, end)]).models
+    assert model.tries[0].outcome == "auth_failure" and model.complete
