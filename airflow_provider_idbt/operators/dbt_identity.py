@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_idbt.errors import IdbtError, PermissionMismatch, WarehouseAuthFailed
-from airflow_provider_idbt.links import DbtDocsLink
+from airflow_provider_idbt.links import DbtDocsLink, ModelRunLink
 from airflow_provider_idbt.operators.execution_mode import MODES as EXECUTION_MODES
 from airflow_provider_idbt.operators.lineage import IdbtLineageMixin
 from airflow_provider_idbt.operators.setup_checks import default_python
@@ -95,7 +95,7 @@ class DbtIdentityOperator(IdbtLineageMixin, BaseOperator):
     ui_color = "#e8f0ff"
     # Marks the provider's tasks for the listener, which stays silent for every other task.
     _idbt_provider_task = True
-    operator_extra_links = (DbtDocsLink(),)
+    operator_extra_links = (DbtDocsLink(), ModelRunLink())
 
     # What a task leaves at its default stays a class attribute: __init__ sets an instance attribute only for a
     # value given. Each attribute set on an operator goes through BaseOperator.__setattr__ (about 1 µs), and a
