@@ -331,7 +331,7 @@ def get_provider_info() -> dict[str, Any]:
                 },
             },
         ],
-        "extra-links": ["airflow_provider_idbt.links.DbtDocsLink"],
+        "extra-links": ["airflow_provider_idbt.links.DbtDocsLink", "airflow_provider_idbt.links.ModelRunLink"],
         "config": {
             "idbt": {
                 "description": "Identity-aware dbt: settings for every idbt task of this deployment.",
