@@ -27,8 +27,8 @@ with DAG(
     DbtIdentityTaskGroup(
         group_id="example_project",
         project_dir=PROJECT_DIR,
-        manifest_path=PROJECT_DIR / "target" / "manifest.json",
-        identity_conn_id="idbt_dev",
-        profiles_dir=PROJECT_DIR,
-        operator_kwargs={"pool": "idbt_duckdb", "retries": 1},
+        manifest_path=PROJECT_DIR / "target" / "manifest.json",  # built by `idbt prepare`, never parsed in a task
+        identity_conn_id="idbt_dev",  # an idbt_oidc connection; idbt_aws, idbt_google and idbt_azure work alike
+        profiles_dir=PROJECT_DIR,  # its profiles.yml reads the token with env_var('DBT_ENV_SECRET_IDBT_TOKEN')
+        operator_kwargs={"pool": "idbt_duckdb", "retries": 1},  # any BaseOperator argument, for every task
     )

@@ -57,11 +57,14 @@ def test_bigquery_hook_runs_on_the_federated_credentials(
     from airflow.providers.google.cloud.hooks.bigquery import BigQueryHook
     from google.api_core.client_options import ClientOptions
 
+    caplog.set_level(logging.DEBUG)
+    gcp_conn_id = gcp_conn[0]  # an idbt_google connection
+
+    # docs/connections/google.md shows these lines (tests/unit/test_docs_examples.py finds them here).
     class IdbtBigQueryHook(FederatedGoogleHookMixin, BigQueryHook):
         pass
 
-    caplog.set_level(logging.DEBUG)
-    hook = IdbtBigQueryHook(gcp_conn_id=gcp_conn[0], use_legacy_sql=False)
+    hook = IdbtBigQueryHook(gcp_conn_id=gcp_conn_id, use_legacy_sql=False)
     credentials, project = hook.get_credentials_and_project_id()
     assert isinstance(credentials, FederatedGoogleCredentials) and project == PROJECT
     assert hook.project_id == PROJECT and hook.get_credentials() is credentials

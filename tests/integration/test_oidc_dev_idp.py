@@ -165,6 +165,20 @@ def _hook_for(idp: DevIdentityProvider, conn_id: str, monkeypatch: pytest.Monkey
     return OidcTokenHook(identity_conn_id=conn_id.lower())
 
 
+def test_the_connection_pages_example(
+    dev_idp: DevIdentityProvider, allow_dev: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/connections/oidc.md's example, as the page shows it (tests/unit/test_docs_examples.py finds it here)."""
+    TOKEN_CACHE.clear()
+    _hook_for(dev_idp, "IDBT_PROD", monkeypatch)  # the idbt_prod connection, from AIRFLOW_CONN_IDBT_PROD
+    from airflow_provider_idbt.hooks import OidcTokenHook
+
+    token = OidcTokenHook("idbt_prod").get_token(min_ttl=300)  # seconds or timedelta
+    subject, groups, remaining = token.identity.subject, token.identity.groups, token.remaining()
+    assert subject == dev_idp.clients[DEV_CLIENT_ID].sub and groups == DEV_GROUPS
+    assert remaining > timedelta(seconds=300)
+
+
 def test_hook_reads_an_env_connection_caches_and_masks(
     dev_idp: DevIdentityProvider, allow_dev: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

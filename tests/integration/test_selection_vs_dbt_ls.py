@@ -149,6 +149,7 @@ SELECTION_CASES = [
     _c("stg_orders,stg_customers+", indirect="cautious"),
     _c(["stg_orders", "tag:finance", "resource_type:seed"]),
     _c("tag:nightly", exclude="group:finance"),
+    _c("tag:nightly +fct_orders", exclude="group:finance"),  # docs/selection.md's example
     _c(exclude="resource_type:test"),
     _c(exclude="stg_orders+"),
     _c(exclude="stg_customers", indirect="cautious"),
@@ -291,6 +292,26 @@ def _check(listed: Listed, case: Case) -> None:
     expected = listed.dbt[case.id]
     assert "ids" in expected, f"dbt refused {case.ls_args()}: {expected.get('error')}"
     assert listed.ours(case) == expected["ids"]
+
+
+def test_the_selection_guide_example_lists_what_dbt_ls_lists(listed: dict[str, Listed]) -> None:
+    """docs/selection.md's example, as the page shows it (tests/unit/test_docs_examples.py finds it here)."""
+    manifest = listed["main"].manifest
+    from airflow_provider_idbt.dbt.selection import select_nodes
+    from airflow_provider_idbt.dbt.slim_index import build_slim_index
+
+    index = build_slim_index(manifest)  # manifest: target/manifest.json, read
+    nodes = index["nodes"]
+    ids = select_nodes(
+        nodes,                          # unique id -> node record (the slim index's "nodes")
+        select="tag:nightly +fct_orders",
+        exclude="group:finance",
+        selectors=index["selectors"],   # the manifest's parsed selectors.yml
+        indirect_selection="eager",     # eager (dbt's default), cautious, buildable, empty
+        project_name="idbt_selection",  # for package:this and path: (below)
+    )
+    expected = listed["main"].dbt[_c("tag:nightly +fct_orders", exclude="group:finance").id]
+    assert sorted(ids) == expected["ids"] and "model.idbt_selection.fct_orders" in ids
 
 
 @pytest.mark.parametrize("case", SELECTION_CASES, ids=lambda case: case.id)
