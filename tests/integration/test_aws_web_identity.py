@@ -167,6 +167,16 @@ def test_server_errors_then_recovery(sts_proxy: FaultProxy, token_file: Path) ->
     assert sts_proxy.requests == 4  # two failures, AssumeRoleWithWebIdentity, GetCallerIdentity
 
 
+def test_an_answer_that_is_not_stss_xml_is_retried(sts_proxy: FaultProxy, token_file: Path) -> None:
+    # A load balancer's page in front of STS, then the same outage past the retries: transient both times.
+    sts_proxy.faults.append(Fault(502, "<html><body>Bad Gateway</body></html>", {"Content-Type": "text/html"}))
+    assert exchanger(sts_proxy.url).fetch().identity.principal == ROLE
+    sts_proxy.faults += [Fault(503, "Service Temporarily Unavailable")] * 3
+    with pytest.raises(IdentityProviderUnavailable, match=r"after 3 attempt.*not STS's XML") as info:
+        exchanger(sts_proxy.url).fetch()
+    assert info.value.retryable and token_file.read_text().strip() not in str(info.value)
+
+
 def test_throttling_waits_for_retry_after(sts_proxy: FaultProxy, token_file: Path) -> None:
     sts_proxy.faults.append(Fault(400, sts_error("Throttling", "Rate exceeded"), {"Retry-After": "1"}))
     started = time.monotonic()

@@ -138,6 +138,7 @@ class AwsWebIdentityExchanger:
     def _call(self, what: str, call: Any, secrets: tuple[str, ...]) -> Mapping[str, Any]:
         """One STS call with bounded retries; permanent refusals raise ``_StsRefused``."""
         from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+        from botocore.parsers import ResponseParserError
 
         def once() -> tuple[Any, str | None, float | None]:
             in_aws_call.active = True
@@ -150,6 +151,9 @@ class AwsWebIdentityExchanger:
                 raise _StsRefused(code, message) from None
             except (ConnectionError, HTTPClientError) as exc:
                 return None, f"{type(exc).__name__}: cannot reach STS", None
+            except ResponseParserError:
+                # Not STS's XML: a load balancer's error page, a cut-off answer; botocore says a retry may succeed.
+                return None, "an answer that is not STS's XML", None
             except BotoCoreError as exc:
                 raise ConfigurationError(
                     f"connection `{self.config.conn_id}`: botocore could not call STS ({type(exc).__name__})"
