@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_idbt.commands.audit import TaskAttempt
+from airflow_provider_idbt.commands.audit import FROM_LOG, FROM_NOWHERE, FROM_XCOM, TaskAttempt
 from airflow_provider_idbt.errors import ConfigurationError
 from airflow_provider_idbt.events import parse_event
 
@@ -20,7 +20,8 @@ class RunNotFound(ConfigurationError):
 
 
 def read_run(dag_id: str, run_id: str, notes: list[str] | None = None) -> list[TaskAttempt]:
-    """Every try of every task instance of the run, with the idbt events of its log.
+    """Every try of every task instance of the run, with the idbt events of its log; a try without a log takes
+    its `idbt_events` XCom (the last try's), and one with neither says why it has no log.
 
     ``notes`` collects what the caller should tell the user (a log read that fell back to local files).
     """
@@ -31,6 +32,7 @@ def read_run(dag_id: str, run_id: str, notes: list[str] | None = None) -> list[T
     from sqlalchemy.orm import joinedload
 
     attempts: list[TaskAttempt] = []
+    notes = notes if notes is not None else []
     with create_session() as session:
         tis = session.scalars(
             select(TaskInstance)
@@ -52,11 +54,17 @@ def read_run(dag_id: str, run_id: str, notes: list[str] | None = None) -> list[T
                 .options(joinedload(TaskInstanceHistory.dag_run))
             ).all()
         }
+        xcom_events = _xcom_events(session, dag_id, run_id)
         for ti in tis:
             for try_number in range(1, (ti.try_number or 0) + 1):
                 record: Any = ti if try_number == ti.try_number else history.get((ti.task_id, ti.map_index, try_number))
                 state = getattr(record, "state", None)
-                lines = list(_log_lines(record, ti, try_number, run_id, notes if notes is not None else []))
+                events = try_log_events(record, ti, try_number, notes) if record is not None else None
+                events_from, reason = FROM_LOG, None
+                if events is None and try_number == ti.try_number and (ti.task_id, ti.map_index) in xcom_events:
+                    events, events_from = xcom_events[(ti.task_id, ti.map_index)], FROM_XCOM
+                elif events is None:
+                    events_from, reason = FROM_NOWHERE, _why_no_log(ti, try_number)
                 attempts.append(
                     TaskAttempt(
                         task_id=ti.task_id,
@@ -64,10 +72,58 @@ def read_run(dag_id: str, run_id: str, notes: list[str] | None = None) -> list[T
                         try_number=try_number,
                         state=str(getattr(state, "value", state)) if state else None,
                         operator=ti.operator,
-                        events=[e for line in lines if (e := parse_event(line)) is not None],
+                        events=list(events or ()),
+                        events_from=events_from,
+                        no_log_reason=reason,
                     )
                 )
     return attempts
+
+
+def _xcom_events(session: Any, dag_id: str, run_id: str) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """(task id, map index) -> the `idbt_events` XCom of the task instance's last try (one query for the run)."""
+    from airflow.models.xcom import XComModel
+    from sqlalchemy import select
+
+    from airflow_provider_idbt.operators.run_events import EVENTS_XCOM_KEY
+    from airflow_provider_idbt.ui.run_store import events_of
+
+    rows = session.execute(
+        select(XComModel.task_id, XComModel.map_index, XComModel.value).where(
+            XComModel.dag_id == dag_id, XComModel.run_id == run_id, XComModel.key == EVENTS_XCOM_KEY
+        )
+    ).all()
+    found = {(row.task_id, row.map_index): events_of(row.value) for row in rows}
+    return {key: [dict(e) for e in events] for key, events in found.items() if events is not None}
+
+
+def _why_no_log(ti: Any, try_number: int) -> str:
+    """Why a try has no task log to read, as far as the metadata database tells."""
+    from airflow.configuration import conf
+
+    run = getattr(ti, "dag_run", None)
+    by = getattr(run, "triggered_by", None)
+    folder = conf.get("logging", "base_log_folder")
+    kept = "" if try_number == ti.try_number else "; Airflow keeps only the last try's idbt_events XCom"
+    if str(getattr(by, "value", by)) == "test":
+        return (
+            "the run came from `airflow dags test`, which without --use-executor runs each task in-process and "
+            f"writes no task log file (none under {folder}){kept}; run it with --use-executor, or under a "
+            "scheduler, to keep every try's log"
+        )
+    return (
+        f"Airflow's log reader found none and there is no file under {folder} (removed by log retention, or "
+        f"remote logging this machine cannot reach?){kept}"
+    )
+
+
+def try_log_events(record: Any, ti: Any, try_number: int, notes: list[str]) -> list[dict[str, Any]] | None:
+    """The idbt events of one try's task log: None when there is no log to read (an event-less log read through
+    Airflow's log reader counts as none: for a missing file the reader returns only its own messages)."""
+    events = [e for line in _log_lines(record, ti, try_number, ti.run_id, notes) if (e := parse_event(line))]
+    if events or _local_logs(ti.dag_id, ti.task_id, ti.map_index, try_number, ti.run_id):
+        return events
+    return None
 
 
 def _log_lines(record: Any, ti: Any, try_number: int, run_id: str, notes: list[str]) -> Iterator[str]:
@@ -90,12 +146,16 @@ def _log_lines(record: Any, ti: Any, try_number: int, run_id: str, notes: list[s
     yield from _local_lines(ti.dag_id, ti.task_id, ti.map_index, try_number, run_id)
 
 
-def _local_lines(dag_id: str, task_id: str, map_index: int, try_number: int, run_id: str) -> Iterator[str]:
+def _local_logs(dag_id: str, task_id: str, map_index: int, try_number: int, run_id: str) -> list[Path]:
     from airflow.configuration import conf
 
     base = Path(conf.get("logging", "base_log_folder")) / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
     mapped = base / f"map_index={map_index}" if map_index >= 0 else base
-    for path in sorted(mapped.glob(f"attempt={try_number}.log")):
+    return sorted(mapped.glob(f"attempt={try_number}.log"))
+
+
+def _local_lines(dag_id: str, task_id: str, map_index: int, try_number: int, run_id: str) -> Iterator[str]:
+    for path in _local_logs(dag_id, task_id, map_index, try_number, run_id):
         yield from path.read_text(errors="replace").splitlines()
 
 

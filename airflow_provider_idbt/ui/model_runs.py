@@ -170,12 +170,17 @@ def fold_try(record: TryRecord) -> ModelRun:
     )
 
 
-def fold_task_instance(records: Iterable[TryRecord]) -> list[ModelRun]:
+def fold_task_instance(
+    records: Iterable[TryRecord], *, sibling_events: Iterable[Mapping[str, Any]] | None = None
+) -> list[ModelRun]:
     """Every try of one task instance, oldest first. A try known only from its row names the model and relations
-    its siblings' events name (the task's node; each try keeps its own identity, which only its events tell)."""
+    that its siblings' events name (``sibling_events``: another try's, when that try is not among ``records``):
+    the task's node. Each try keeps its own identity, which only its own events tell."""
     rows = [fold_try(r) for r in sorted(records, key=lambda r: r.try_number)]
     named = next((r for r in reversed(rows) if r.source != FROM_HISTORY and r.model != r.task_id), None)
-    if named is None:
+    if named is None and sibling_events is not None and rows:
+        named = fold_try(replace(_blank(rows[0]), events=tuple(sibling_events), source=FROM_EVENTS))
+    if named is None or named.model == named.task_id:
         return rows
     return [
         replace(r, model=named.model, namespace=named.namespace, inputs=named.inputs, outputs=named.outputs)
@@ -183,6 +188,10 @@ def fold_task_instance(records: Iterable[TryRecord]) -> list[ModelRun]:
         else r
         for r in rows
     ]
+
+
+def _blank(run: ModelRun) -> TryRecord:
+    return TryRecord(run.dag_id, run.run_id, run.task_id, run.map_index, 0, None)
 
 
 @dataclass(frozen=True)
