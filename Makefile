@@ -29,8 +29,9 @@ tests/servers/node_modules: tests/servers/package.json tests/servers/package-loc
 	npm ci --prefix tests/servers --no-audit --no-fund --loglevel=error
 	touch $@
 
+# DEMO_ARGS=--ui leaves Airflow's UI up on the demo's run (the grid, the task logs, the Model runs view).
 demo: install
-	$(BIN)/idbt demo
+	$(BIN)/idbt demo $(DEMO_ARGS)
 
 # The suite runs in parallel, one test file per worker process (a file's module fixtures, such as a whole Airflow
 # run, stay in one process); TEST_WORKERS=0 runs it in this process.

@@ -163,6 +163,9 @@ class LocalAirflow:
                 time.sleep(0.5)
         raise RuntimeError(f"airflow api-server did not become healthy in {timeout:.0f}s")
 
+    def api_server_running(self) -> bool:
+        return self._api is not None and self._api.poll() is None
+
     def stop(self) -> None:
         if self._api is not None and self._api.poll() is None:
             os.killpg(self._api.pid, signal.SIGTERM)
