@@ -49,12 +49,14 @@ def create_app(access: AirflowAccess | None = None) -> FastAPI:
         html = templates.get_template(name).render(**roots, **context)
         return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
 
-    def rows_for(run_filter: RunFilter, user: Any, limit: int | None = None) -> list[ModelRun]:
-        from airflow_provider_idbt.ui.run_store import model_runs
+    def rows_for(run_filter: RunFilter, user: Any, limit: int | None) -> list[ModelRun]:
+        """The rows of the DAGs ``user`` may read; ``limit`` None: every match (run_store.export_rows, the rows
+        `idbt audit` exports for the same filter)."""
+        from airflow_provider_idbt.ui.run_store import export_rows, model_runs
 
         dag_ids = gate.readable_dag_ids(user)
         if limit is None:
-            return model_runs(run_filter, dag_ids=dag_ids)
+            return export_rows(run_filter, dag_ids=dag_ids)
         return model_runs(run_filter, dag_ids=dag_ids, limit=limit)
 
     @app.exception_handler(query.FilterError)
@@ -98,12 +100,12 @@ def create_app(access: AirflowAccess | None = None) -> FastAPI:
 
     @app.get(query.CSV_PATH, dependencies=readable)
     def export_csv(request: Request, user: Any = Depends(gate.current_user)) -> Response:  # noqa: B008
-        rows = rows_for(query.parse_filter(request.query_params), user)
+        rows = rows_for(query.parse_filter(request.query_params), user, limit=None)
         return _download(to_csv(rows), "text/csv; charset=utf-8", "model-runs.csv")
 
     @app.get(query.JSON_PATH, dependencies=readable)
     def export_json(request: Request, user: Any = Depends(gate.current_user)) -> Response:  # noqa: B008
-        rows = rows_for(query.parse_filter(request.query_params), user)
+        rows = rows_for(query.parse_filter(request.query_params), user, limit=None)
         return _download(to_json(rows), "application/json", "model-runs.json")
 
     @app.get(query.TI_PATH, response_class=HTMLResponse, dependencies=readable)
