@@ -104,7 +104,7 @@ def _rows_with_events(session: Session, model: Any, where: list[Any], limit: int
             ),
         )
         .where(*where, or_(model.operator.in_(sorted(PROVIDER_OPERATORS)), XComModel.value.is_not(None)))
-        .order_by(func.coalesce(model.start_date, model.end_date).desc())
+        .order_by(func.coalesce(model.start_date, model.end_date).desc().nulls_last())
     )
     if limit is not None:
         query = query.limit(limit)
