@@ -2,24 +2,44 @@
 
 Two users, each reading one DAG (tests/fixtures/ui_airflow.py): each gets its own DAG's rows only, through the
 API's bearer token and through the UI's `_token` session cookie alike; anonymous requests get no data; a claim
-with markup is escaped; the extra link "Model run" resolves to a page for the user who may read the DAG.
+with markup is escaped; the extra link "Model run" resolves to a page for the user who may read the DAG. Then the
+same view over the scheduler run of tests/fixtures/model_runs_airflow.py (PostgreSQL warehouse): the warehouse's
+own refusal highlighted, a retried task's page with both tries.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
 
 from tests.fixtures.leak_scan import scan_files_for_secrets
-from tests.fixtures.ui_airflow import DAG_A, DAG_B, USER_A, USER_B, XSS_SUBJECT, UiDeployment, start_ui_deployment
+from tests.fixtures.model_runs_airflow import DAG_ID as MR_DAG_ID
+from tests.fixtures.model_runs_airflow import TEAM_B_DAG_ID as MR_TEAM_B_DAG_ID
+from tests.fixtures.model_runs_airflow import ModelRunsAirflow, model_runs_deployment
+from tests.fixtures.ui_airflow import (
+    DAG_A,
+    DAG_B,
+    FAB_AUTH_MANAGER,
+    USER_A,
+    USER_B,
+    XSS_SUBJECT,
+    UiDeployment,
+    api_token,
+    create_dag_readers,
+    start_ui_deployment,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -191,3 +211,57 @@ def test_the_pages_hold_no_secret(ui: UiDeployment, tokens: dict[str, str], tmp_
             (pages / f"{user}-{index}.txt").write_text(_get(ui, path, token).text)
     assert ui.issued_tokens  # the runs asked the IdP for tokens: the scan has needles
     assert scan_files_for_secrets(pages, [*ui.client_secrets, *ui.issued_tokens]) == 2 * len(PAGES)
+
+
+# -- The same view over tests/fixtures/model_runs_airflow.py's run (scheduler, PostgreSQL metadata, permissioned
+# PostgreSQL warehouse): the warehouse's own refusal, a retried task's two tries, under FAB with one reader per DAG.
+
+PG_READERS = {"carol": MR_DAG_ID, "dave": MR_TEAM_B_DAG_ID}
+
+
+@dataclass
+class PgUi:
+    deployment: ModelRunsAirflow
+    tokens: dict[str, str]
+
+    def get(self, path: str, user: str) -> requests.Response:
+        return requests.get(
+            f"{self.deployment.api_url}{path}", headers={"Authorization": f"Bearer {self.tokens[user]}"}, timeout=60
+        )
+
+
+@pytest.fixture(scope="module")
+def pg_ui(pg_cluster: Any, pg_identities: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgUi]:
+    root = tmp_path_factory.mktemp("model_runs_pg_ui")
+    with model_runs_deployment(pg_cluster, pg_identities, root, auth_manager=FAB_AUTH_MANAGER) as deployment:
+        passwords = {user: "pw-" + secrets.token_urlsafe(12) for user in PG_READERS}
+        create_dag_readers(deployment.airflow, root, passwords, PG_READERS)
+        tokens = {user: api_token(deployment.api_url, user, passwords[user]) for user in PG_READERS}
+        yield PgUi(deployment, tokens)
+
+
+def test_a_refusal_by_grants_is_highlighted_with_the_warehouses_message(pg_ui: PgUi) -> None:
+    page = pg_ui.get("/idbt/model-runs?status=permission_mismatch", "carol")
+    assert page.status_code == 200
+    rows = {row["data-task-id"]: row for row in _rows(page.text)}
+    assert set(rows) == {"intern_payments", "auditor_finance"}  # by GRANTs and by meta
+    assert all("permission_mismatch" in row["class"].split() for row in rows.values())
+    messages = re.findall(r'<div class="failure-message from-warehouse"[^>]*>([^<]*)</div>', page.text)
+    assert len(messages) == 1 and "permission denied for table payments" in messages[0], messages
+
+
+def test_the_retried_task_shows_both_tries_on_its_page(pg_ui: PgUi) -> None:
+    run_id = pg_ui.deployment.run_id
+    page = pg_ui.get(f"/idbt/model-runs/ti/{MR_DAG_ID}/{run_id}/flaky_orders?map_index=%7BMAP_INDEX%7D", "carol")
+    assert page.status_code == 200
+    assert page.text.index('id="try-2"') < page.text.index('id="try-1"')  # newest first
+    first = page.text[page.text.index('id="try-1"') :]
+    assert "division by zero" in first and "that try&#39;s task log" in first  # read from its log, escaped
+
+
+def test_each_reader_sees_its_dags_rows_and_is_refused_the_other(pg_ui: PgUi) -> None:
+    for user, dag_id in PG_READERS.items():
+        exported = pg_ui.get("/idbt/model-runs/export.json", user).json()
+        assert exported and {row["dag_id"] for row in exported} == {dag_id}
+        other = ({MR_DAG_ID, MR_TEAM_B_DAG_ID} - {dag_id}).pop()
+        assert pg_ui.get(f"/idbt/model-runs/export.csv?dag_id={other}", user).status_code == 403
