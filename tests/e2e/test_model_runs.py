@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 from tests.fixtures.leak_scan import scan_files_for_secrets
-from tests.fixtures.model_runs_airflow import (
+
+# Its fixtures' asserts are rewritten too, though this module imports it before pytest_plugins registers it.
+pytest.register_assert_rewrite("tests.fixtures.model_runs_airflow")
+from tests.fixtures.model_runs_airflow import (  # noqa: E402
     DAG_ID,
     EXPECTED_TRIES,
     IDBT,
