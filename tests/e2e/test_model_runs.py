@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from tests.fixtures.dbt_projects import REPO
 from tests.fixtures.leak_scan import scan_files_for_secrets
 
 # Its fixtures' asserts are rewritten too, though this module imports it before pytest_plugins registers it.
@@ -200,6 +202,13 @@ def test_each_task_instance_keeps_its_last_tries_events_in_xcom(model_runs_airfl
     assert {e["try_number"] for e in values["flaky_orders"]} == {2}  # Airflow cleared try 1's at try 2
     kinds = [e["kind"] for e in values["intern_payments"]]
     assert "permission_mismatch" in kinds and kinds[-1] == "model_run"
+    schema = json.loads((REPO / "docs" / "events.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+    for task_id, events in values.items():
+        for event in events:
+            assert not [e.message for e in validator.iter_errors(event)], (task_id, event)
+    starts = [e for e in values["customers"] if e["kind"] == "model_run" and e["phase"] == "start"]
+    assert [e["warehouse_role"] for e in starts] == ["transformer"]
 
 
 def test_no_token_or_secret_in_the_metadata_database_xcom_or_files(model_runs_airflow: ModelRunsAirflow) -> None:
