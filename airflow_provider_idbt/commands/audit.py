@@ -98,6 +98,7 @@ def fold_try_events(
     its :class:`TryTrail`. Pure; `idbt audit` and the "Model runs" view both read a try through it."""
     trail = TryTrail(try_number=try_number, state=state)
     unique_id: str | None = None
+    auth_stage: str | None = None
     for event in events:
         model = event.get("model") or {}
         unique_id = model.get("unique_id") or unique_id
@@ -132,10 +133,13 @@ def fold_try_events(
         elif kind == "auth_failure":
             trail.outcome = "auth_failure"
             trail.connection = event.get("connection")
+            auth_stage = event.get("stage") or auth_stage
         elif kind == "task_lifecycle" and phase in ("success", "failed") and trail.outcome == "unknown":
             trail.outcome = f"task {phase}"
         if event.get("error_message") and (kind != "task_lifecycle" or trail.error_message is None):
             trail.error_class, trail.error_message = event.get("error_class"), event.get("error_message")
+    if trail.outcome == "auth_failure" and trail.stage is None:
+        trail.stage = auth_stage  # where the try's last refusal came from (the warehouse, the exchange)
     return unique_id, trail
 
 

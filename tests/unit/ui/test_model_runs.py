@@ -113,11 +113,11 @@ def test_a_warehouse_refusal_is_highlighted_with_the_warehouses_message() -> Non
 
 def test_an_auth_failure_the_try_did_not_recover_from_stays_its_outcome() -> None:
     failed = mr.fold_try(_record(state="failed", events=_events("m", 1, "start", "auth", "end", status="error")))
-    assert failed.outcome == "auth_failure" and failed.highlight == "auth_failure"
+    assert failed.outcome == "auth_failure" and failed.highlight == "auth_failure" and failed.stage == "warehouse"
     assert failed.error_message == "password authentication failed"
     # Refused once, refreshed, then the model ran: the try succeeded.
     recovered = mr.fold_try(_record(events=_events("m", 1, "start", "auth", "token", "end")))
-    assert recovered.outcome == "success" and recovered.highlight is None
+    assert recovered.outcome == "success" and recovered.highlight is None and recovered.stage is None
 
 
 def test_a_try_known_only_from_history_says_so_and_takes_the_model_from_its_sibling() -> None:
