@@ -46,7 +46,7 @@ def create_app(access: AirflowAccess | None = None) -> FastAPI:
 
     def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         roots = _roots(request)
-        html = templates.get_template(name).render(**roots, **context)
+        html = templates.get_template(name).render(**roots, **_frame(request), **context)
         return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
 
     def rows_for(run_filter: RunFilter, user: Any, limit: int | None) -> list[ModelRun]:
@@ -174,6 +174,13 @@ def _row(run: ModelRun, request: Request) -> dict[str, Any]:
         "dag_run_href": airflow + query.airflow_dag_run_path(run.dag_id, run.run_id),
         "dag_href": airflow + query.airflow_dag_path(run.dag_id),
     }
+
+
+def _frame(request: Request) -> dict[str, Any]:
+    """Whether the browser loads the page into a frame (Fetch Metadata), i.e. a view of Airflow's UI: there a link
+    cannot leave the frame, and Airflow 3.1's frame allows no download, so the page offers its own address."""
+    own = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return {"framed": request.headers.get("sec-fetch-dest") == "iframe", "own_address": own}
 
 
 def _counts(rows: Sequence[ModelRun]) -> dict[str, int]:

@@ -265,3 +265,13 @@ def test_each_reader_sees_its_dags_rows_and_is_refused_the_other(pg_ui: PgUi) ->
         assert exported and {row["dag_id"] for row in exported} == {dag_id}
         other = ({MR_DAG_ID, MR_TEAM_B_DAG_ID} - {dag_id}).pop()
         assert pg_ui.get(f"/idbt/model-runs/export.csv?dag_id={other}", user).status_code == 403
+
+
+def test_in_a_frame_the_page_offers_its_own_address(ui: UiDeployment, tokens: dict[str, str]) -> None:
+    """Airflow's UI frames the view (no top navigation; no downloads on 3.1): the page names its own address."""
+    path = f"/idbt/model-runs?dag_id={DAG_B}"
+    auth = {"Authorization": f"Bearer {tokens[USER_B]}"}
+    framed = requests.get(f"{ui.base_url}{path}", headers={**auth, "Sec-Fetch-Dest": "iframe"}, timeout=60).text
+    alone = requests.get(f"{ui.base_url}{path}", headers={**auth, "Sec-Fetch-Dest": "document"}, timeout=60).text
+    assert f"<code>{path}</code>" in framed and 'class="muted frame-hint"' in framed
+    assert "frame-hint" not in alone.split("</style>")[1]
