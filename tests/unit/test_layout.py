@@ -13,7 +13,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "airflow_provider_idbt"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 MAX_LINES = 400
 # Pure Python: no Airflow import, so they can be tested and reused without Airflow.
-PURE = ("identity", "warehouses", "dbt", "devidp", "events.py", "errors.py", "commands/audit.py")
+PURE = (
+    "identity",
+    "warehouses",
+    "dbt",
+    "devidp",
+    "events.py",
+    "errors.py",
+    "commands/audit.py",
+    "ui/model_runs.py",
+    "ui/query.py",
+)
 # Entra's resource table is keyed by Entra resource names (one is also an adapter's name), per sovereign cloud.
 # The AWS database logins call the `redshift` service: an AWS API name that is also an adapter's.
 ADAPTER_NAMES_ALLOWED = {"identity/azure/clouds.py", "identity/aws/database.py"}
