@@ -57,7 +57,9 @@ def _views() -> list[dict[str, Any]]:
     """Where Airflow's UI (3.1+) shows the view: the Browse menu, a DAG's, a DAG run's and a task instance's tabs.
     The UI fills the {DAG_ID}, {RUN_ID}, {TASK_ID} and {MAP_INDEX} placeholders of a tab's href (3.1 as they are,
     3.3 URL-encoded), so the DAG and the run go into the path, where a `+` of a run id stays a `+`."""
-    base = f"{URL_PREFIX}/model-runs"
+    # Relative: Airflow's UI page carries a <base href> of Airflow's base URL, so a frame's src resolves under it,
+    # in a deployment served at /airflow/ as at the root (a leading / would leave the base path out).
+    base = f"{URL_PREFIX.lstrip('/')}/model-runs"
     return [
         {"name": "Model runs", "href": base, "destination": "nav", "category": "browse", "url_route": "model-runs"},
         {
