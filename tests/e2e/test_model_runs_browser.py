@@ -326,6 +326,23 @@ def test_the_filters_change_the_rows(session: Session) -> None:
         opened.page.close()
 
 
+def test_the_browse_menu_opens_the_view_of_every_dag(session: Session) -> None:
+    page = session.new_page()
+    try:
+        page.goto("/")
+        page.get_by_role("button", name="Browse").click()
+        page.get_by_role("menuitem", name="Model runs").click()
+        page.wait_for_url(re.compile(r"/plugin/model-runs$"))
+        view = page.frame_locator(VIEW_FRAME)
+        view.locator(ROWS).first.wait_for()
+        rows = _rows(view)
+        assert {row["dag"] for row in rows} == {DAG_ID, TEAM_B_DAG_ID}
+        assert ALL_TRIES <= {(row["task"], row["try"]) for row in rows if row["dag"] == DAG_ID}
+        assert not session.view_errors, session.view_errors
+    finally:
+        page.close()
+
+
 def test_a_task_instance_leads_to_that_tasks_tries(session: Session, tmp_path: Path) -> None:
     run_id = session.deployment.run_id
     page = session.new_page()
