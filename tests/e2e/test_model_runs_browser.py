@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -207,6 +207,9 @@ def test_the_dag_run_tab_shows_one_row_per_try(dag_run_view: DagRunView, session
     assert summary.startswith(f"{len(ALL_TRIES)} model runs") and "2 permission mismatches" in summary
     # The filter form names the run the tab opened.
     assert dag_run_view.view.locator("input[name=run_id]").input_value() == session.deployment.run_id
+    # In the frame (chromium says Sec-Fetch-Dest: iframe) the page names its own address, to open it in a tab.
+    own_path = urlsplit(dag_run_view.frame.url).path
+    assert own_path in dag_run_view.view.locator(".frame-hint").inner_text()
     assert not session.view_errors, session.view_errors
 
 
@@ -399,6 +402,7 @@ def test_screenshots_of_the_view(session: Session, dag_run_view: DagRunView, tmp
         response = standalone.goto(dag_run_view.frame.url)
         assert response is not None and response.ok
         standalone.locator(ROWS).first.wait_for()
+        assert standalone.locator(".frame-hint").count() == 0  # a page of its own says nothing about frames
         # The table scrolls sideways inside the page: a window as wide as the table shows every column.
         width = standalone.evaluate("Math.ceil(document.querySelector('table.model-runs').scrollWidth) + 40")
         standalone.set_viewport_size({"width": max(width, 1280), "height": 900})
