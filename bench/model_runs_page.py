@@ -10,7 +10,8 @@ what the page costs depends on the rows, not on how they were made.
 Timed in a fresh Python process with the deployment's configuration, as the api-server would call it: the first
 call (imports included) and then the median of ``--repeat`` calls of ``model_runs`` for one run's page, the export
 of the whole period (``export_rows`` + ``to_csv``/``to_json``), an identity filter (applied after the events are
-read), and the wall time of the ``idbt audit --since`` command. Figures are printed, not written anywhere.
+read), the wall time of the ``idbt audit --since`` command, and the HTML page fetched from a real api-server. Figures are printed and written to
+docs/performance.md (``--no-write``: printed only).
 
     python -m bench.model_runs_page [--models 500] [--runs 3] [--retried 10] [--repeat 5] [--keep DIR]
 """
@@ -30,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_idbt.commands.local_airflow import LocalAirflow
+from bench.doc_sections import write_section
 from bench.synthetic_project import PG_HOST, PG_USER, create_pg_database, prepare
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
+UI_USER = "bench"
+BEGIN = "<!-- bench/model_runs_page.py: begin (generated; do not edit by hand) -->"
+END = "<!-- bench/model_runs_page.py: end -->"
 
 AUDIENCE = "idbt-bench-model-runs"
 DAG_ID = "idbt_bench_model_runs"
@@ -80,6 +87,8 @@ def _source_run(root: Path, metadata_url: str) -> LocalAirflow:
             "IDBT_ALLOW_DEV_IDP": "1",
             "IDBT_BENCH_PROJECT_DIR": str(project.project_dir),
             "AIRFLOW_CONN_IDBT_BENCH": json.dumps(idp.connection(client)),
+            # The page is timed over HTTP too, signed in as this user of Airflow's simple auth manager.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{UI_USER}:viewer",
         }
         airflow = LocalAirflow(home=root / "airflow", dags_folder=dags, extra_env=env, sql_alchemy_conn=metadata_url)
         with airflow:
@@ -120,7 +129,7 @@ def _copy_rows(metadata_url: str, runs: int, models: int, retried: int) -> dict[
         task_id, run_id, run_pk, value = source
         # Stored as the operator's push left it: a JSON array, or JSON text of one (kept as found).
         as_text = isinstance(value, str)
-        events = json.loads(value) if as_text else value
+        events: list[dict[str, Any]] = json.loads(str(value)) if as_text else list(value)  # type: ignore[call-overload]
         unique_id = next(e["model"]["unique_id"] for e in events if e.get("model"))
         run_columns = [c for c in _columns(db, "dag_run") if c != "id"]
         ti_columns = _columns(db, "task_instance")
@@ -270,6 +279,41 @@ def _time_in_process(airflow: LocalAirflow, run_id: str, since: str, until: str,
     return figures
 
 
+def _time_http(airflow: LocalAirflow, run_id: str, repeat: int) -> dict[str, Any]:
+    """The HTML page of one run through the api-server, signed in: the first request (the plugin builds its app)
+    and the median of ``repeat`` more, each the whole response read."""
+    import urllib.request
+    from urllib.parse import quote
+
+    from airflow_provider_idbt.ui.query import DAG_RUN_LIST_PATH, URL_PREFIX
+
+    airflow.start_api_server()
+    try:
+        base = f"http://127.0.0.1:{airflow.api_port}"
+        password = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())[UI_USER]
+        request = urllib.request.Request(
+            f"{base}/auth/token",
+            data=json.dumps({"username": UI_USER, "password": password}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            token = json.load(answer)["access_token"]
+        path = URL_PREFIX + DAG_RUN_LIST_PATH.format(dag_id=DAG_ID, run_id=quote(run_id, safe=""))
+        page = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}", "Accept": "text/html"})
+
+        def once() -> tuple[float, int]:
+            began = time.perf_counter()
+            with urllib.request.urlopen(page, timeout=120) as answer:
+                size = len(answer.read())
+            return time.perf_counter() - began, size
+
+        first, size = once()
+        times = sorted(once()[0] for _ in range(repeat))
+    finally:
+        airflow.stop()
+    return {"http_first_s": first, "http_page": [times[len(times) // 2], times[0], times[-1]], "http_bytes": size}
+
+
 def _cli_export(airflow: LocalAirflow, since: str, until: str, out: Path) -> float:
     began = time.perf_counter()
     done = subprocess.run(
@@ -296,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retried", type=int, default=10, help="of every 100 tasks, how many had a failed try")
     parser.add_argument("--repeat", type=int, default=5, help="calls per timed figure (median, min-max)")
     parser.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary directory)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/performance.md alone")
     args = parser.parse_args(argv)
     if not 0 <= args.retried <= 100 or args.models < 1 or args.runs < 1:
         parser.error("--models and --runs take 1 or more, --retried 0 to 100")
@@ -315,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
         until = (copied["until"] + timedelta(seconds=1)).isoformat()
         figures = _time_in_process(airflow, copied["runs"][0], since, until, args.repeat)
         cli_s = _cli_export(airflow, since, until, root / "export.csv")
+        figures.update(_time_http(airflow, copied["runs"][0], args.repeat))
     finally:
         subprocess.run(
             ["psql", "-h", PG_HOST, "-U", PG_USER, "-d", "postgres", "-qc", f"drop database if exists {database}"],
@@ -323,33 +369,78 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     tries = args.models + sum(1 for index in range(args.models) if index % 100 < args.retried)
-    print(f"[model runs page] source run (3 real model tasks, supervised): {source_s:.1f} s")
-    print(
-        f"[model runs page] copied into {args.runs} DAG runs x {args.models} model tasks "
-        f"({args.retried}% with an earlier failed try): {copy_s:.1f} s; {copied['xcoms']} idbt_events XComs, "
-        f"{copied['xcom_bytes'] / copied['xcoms']:.0f} bytes each"
-    )
-    print(
-        f"[model runs page] one run's page, first call in a new process (imports included): "
-        f"{figures['first_call_s'] * 1000:.0f} ms"
-    )
-    print(
-        f"[model runs page] one run's page ({figures['page_rows']} rows, expected {tries}), "
-        f"model_runs: {_ms(figures['page'])}, {figures['queries_per_page']} SQL statements"
-    )
-    print(
-        f"[model runs page] same page filtered by identity ({figures['identity_rows']} rows): "
-        f"{_ms(figures['identity_filter'])}"
-    )
-    print(
-        f"[model runs page] export of the period ({figures['export_rows']} rows): export_rows "
-        f"{_ms(figures['export'])}, to_csv {_ms(figures['to_csv'])} ({figures['csv_bytes'] / 1e6:.1f} MB), "
-        f"to_json {_ms(figures['to_json'])} ({figures['json_bytes'] / 1e6:.1f} MB)"
-    )
-    print(f"[model runs page] idbt audit --since/--until --format csv --output (a new process): {cli_s:.1f} s")
     one, five, _ = os.getloadavg()
-    print(f"[model runs page] {os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)")
+    figures.update(source_s=source_s, copy_s=copy_s, cli_s=cli_s, tries=tries, load=(one, five), **copied)
+    for line in _lines(args, figures):
+        print(f"[model runs page] {line}")
+    if not args.no_write:
+        write_section(DOC, _section(args, figures), BEGIN, END, title="Performance")
+        print(f"[model runs page] wrote its section of {DOC.relative_to(DOC.parents[1])}")
     return 0
+
+
+def _lines(args: argparse.Namespace, f: dict[str, Any]) -> list[str]:
+    one, five = f["load"]
+    return [
+        f"source run (3 real model tasks, supervised): {f['source_s']:.1f} s",
+        f"copied into {args.runs} DAG runs x {args.models} model tasks ({args.retried}% with an earlier failed "
+        f"try): {f['copy_s']:.1f} s; {f['xcoms']} idbt_events XComs, {f['xcom_bytes'] / f['xcoms']:.0f} bytes each",
+        f"one run's page, first call in a new process (imports included): {f['first_call_s'] * 1000:.0f} ms",
+        f"one run's page ({f['page_rows']} rows, expected {f['tries']}), model_runs: {_ms(f['page'])}, "
+        f"{f['queries_per_page']} SQL statements",
+        f"same page filtered by identity ({f['identity_rows']} rows): {_ms(f['identity_filter'])}",
+        f"export of the period ({f['export_rows']} rows): export_rows {_ms(f['export'])}, to_csv {_ms(f['to_csv'])} "
+        f"({f['csv_bytes'] / 1e6:.1f} MB), to_json {_ms(f['to_json'])} ({f['json_bytes'] / 1e6:.1f} MB)",
+        f"idbt audit --since/--until --format csv --output (a new process): {f['cli_s']:.1f} s",
+        f"the HTML page through the api-server ({f['http_bytes'] / 1e6:.1f} MB): first request "
+        f"{f['http_first_s'] * 1000:.0f} ms, then {_ms(f['http_page'])}",
+        f"{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min)",
+    ]
+
+
+def _section(args: argparse.Namespace, f: dict[str, Any]) -> str:
+    one, five = f["load"]
+    rows = [
+        ("one run's HTML page through `airflow api-server`, signed in", f"{f['http_bytes'] / 1e6:.1f} MB",
+         _ms(f["http_page"])),
+        ("the same, the api-server's first request (the plugin builds its app)", f"{f['http_bytes'] / 1e6:.1f} MB",
+         f"{f['http_first_s'] * 1000:.0f} ms"),
+        ("one run's rows: `model_runs` for one DAG run", f"{f['page_rows']} rows", _ms(f["page"])),
+        ("the same page filtered by identity", f"{f['identity_rows']} rows", _ms(f["identity_filter"])),
+        ("the first page of a new process (imports included)", f"{f['page_rows']} rows",
+         f"{f['first_call_s'] * 1000:.0f} ms"),
+        ("the period's export: `export_rows`", f"{f['export_rows']} rows", _ms(f["export"])),
+        ("`to_csv` of it", f"{f['csv_bytes'] / 1e6:.1f} MB", _ms(f["to_csv"])),
+        ("`to_json` of it", f"{f['json_bytes'] / 1e6:.1f} MB", _ms(f["to_json"])),
+        ("`idbt audit --since/--until --format csv --output`, a new process", f"{f['export_rows']} rows",
+         f"{f['cli_s']:.1f} s"),
+    ]
+    table = "\n".join(f"| {what} | {size} | {took} |" for what, size, took in rows)
+    return f"""{BEGIN}
+
+## The Model runs page for a 500-model run
+
+`python -m bench.model_runs_page` (defaults: {args.runs} DAG runs of {args.models} model tasks, {args.retried}% of
+them with an earlier failed try): a real supervised run (`airflow dags test --use-executor`, PostgreSQL metadata,
+the dev identity provider) gives the rows the operator writes (task_instance, task_instance_history and each try's
+`idbt_events` XCom, {f['xcom_bytes'] / f['xcoms']:.0f} bytes each); they are copied in the database into the larger
+runs, each copy renamed to its own task and model. The HTML page is fetched from a real `airflow api-server`
+signed in (rendering and transfer included); the rows and exports are timed in a fresh Python process with the
+deployment's configuration, as the api-server calls them; each the median of {args.repeat} calls (min-max). The page reads the metadata
+database only, in {f['queries_per_page']} SQL statements whatever the number of models; it never opens a task log
+(the per-task-instance page does, for that task's earlier tries).
+
+| what | size | time |
+| --- | --- | --- |
+{table}
+
+{os.cpu_count()} CPUs, load average {one:.2f} (1 min) {five:.2f} (5 min). The rendering of the HTML page and the
+browser's load time are measured by tests/e2e/test_model_runs_browser.py (printed, never asserted); see
+[the Model runs view](ui.md). No alternative offers this view: astronomer-cosmos shows dbt's own logs per task, and
+Airflow's UI shows one task's log at a time, so the comparison is with reading every task log, which this page
+never does.
+
+{END}"""
 
 
 if __name__ == "__main__":
