@@ -10,8 +10,8 @@ what the page costs depends on the rows, not on how they were made.
 Timed in a fresh Python process with the deployment's configuration, as the api-server would call it: the first
 call (imports included) and then the median of ``--repeat`` calls of ``model_runs`` for one run's page, the export
 of the whole period (``export_rows`` + ``to_csv``/``to_json``), an identity filter (applied after the events are
-read), the wall time of the ``idbt audit --since`` command, and the HTML page fetched from a real api-server. Figures are printed and written to
-docs/performance.md (``--no-write``: printed only).
+read), the wall time of the ``idbt audit --since`` command, and the HTML page fetched from a real api-server.
+Figures are printed and written to docs/performance.md (``--no-write``: printed only).
 
     python -m bench.model_runs_page [--models 500] [--runs 3] [--retried 10] [--repeat 5] [--keep DIR]
 """
@@ -426,9 +426,9 @@ the dev identity provider) gives the rows the operator writes (task_instance, ta
 `idbt_events` XCom, {f['xcom_bytes'] / f['xcoms']:.0f} bytes each); they are copied in the database into the larger
 runs, each copy renamed to its own task and model. The HTML page is fetched from a real `airflow api-server`
 signed in (rendering and transfer included); the rows and exports are timed in a fresh Python process with the
-deployment's configuration, as the api-server calls them; each the median of {args.repeat} calls (min-max). The page reads the metadata
-database only, in {f['queries_per_page']} SQL statements whatever the number of models; it never opens a task log
-(the per-task-instance page does, for that task's earlier tries).
+deployment's configuration, as the api-server calls them; each the median of {args.repeat} calls (min-max).
+The page reads the metadata database only, in {f['queries_per_page']} SQL statements whatever the number of
+models; it never opens a task log (the per-task-instance page does, for that task's earlier tries).
 
 | what | size | time |
 | --- | --- | --- |
