@@ -10,7 +10,7 @@ DBT_VENV ?= .venv-dbt
 # The lowest supported Airflow gets its own virtualenv and constraints; CI runs the core of the suite on it.
 LOWEST_AIRFLOW := 3.1
 LOWEST_TESTS ?= tests/unit tests/integration/test_provider_registration.py tests/e2e/test_example_dag.py \
-	tests/e2e/test_celery.py
+	tests/e2e/test_celery.py tests/e2e/test_model_runs_ui.py
 
 .PHONY: dbt-venv install demo test test-lowest lint typecheck check constraints clean bench bench-install bench-constraints bench-smoke \
 	dist docs
